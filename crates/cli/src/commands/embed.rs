@@ -1,0 +1,119 @@
+//! `reasonembed embed`: a file of texts in, a file of embeddings out.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use reasonembed_data::{EmbeddingWriter, InputOptions, read_texts};
+use reasonembed_models::{Embedder, with_instruction};
+
+use super::shared::ModelArgs;
+use crate::progress;
+
+/// Embed texts from a .txt (one per line) or .jsonl file into .npy, .jsonl or .safetensors.
+///
+/// Output rows follow input order. Queries get `Instruct: {instruction}\nQuery: {text}`
+/// with --instruction (the ReasonEmbed format) or a sentence-transformers prompt with
+/// --prompt-name; documents are embedded as they are.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  reasonembed embed docs.txt -o docs.npy\n  reasonembed embed --instruction 'Given a question, retrieve passages that answer it' queries.jsonl -o q.npy"
+)]
+pub struct Args {
+    /// Input file: .txt (one text per line) or .jsonl (one object per line).
+    pub input: PathBuf,
+
+    /// Output file; the format follows the extension: .npy, .jsonl or .safetensors.
+    #[arg(short, long)]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Task instruction for queries, in the ReasonEmbed format `Instruct: …\nQuery: …`.
+    #[arg(long, conflicts_with = "prompt_name")]
+    pub instruction: Option<String>,
+
+    /// Prefix texts with the model's sentence-transformers prompt of this name (e.g. query).
+    #[arg(long)]
+    pub prompt_name: Option<String>,
+
+    /// JSONL field holding the text.
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    pub field: String,
+
+    /// Skip blank lines (and empty JSONL texts) instead of failing on them.
+    #[arg(long)]
+    pub skip_empty: bool,
+
+    /// Texts per forward pass.
+    #[arg(short, long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// No progress bar and no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    // Open the output first, so an unwritable destination fails before any work.
+    let writer = EmbeddingWriter::create(&args.output)?;
+    let options = InputOptions {
+        field: args.field.clone(),
+        skip_empty: args.skip_empty,
+    };
+    let texts = read_texts(&args.input, &options)?;
+    if texts.is_empty() {
+        bail!("{}: no texts to embed", args.input.display());
+    }
+    let embedder = Embedder::from_spec(&args.model.model, args.model.options()?)
+        .with_context(|| format!("cannot load model '{}'", args.model.model))?;
+    let texts = apply_prompt(&embedder, &args, texts)?;
+
+    let start = Instant::now();
+    let bar = progress::bar(texts.len() as u64, "texts", args.quiet);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embeddings = embedder.encode(&refs, args.batch_size, |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    writer.commit(&embeddings.data, embeddings.dim)?;
+
+    if !args.quiet {
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "embedded {} texts ({} tokens) in {secs:.2} s: {:.1} texts/s, {:.0} tokens/s → {} [{} × {}]",
+            embeddings.len(),
+            embeddings.tokens,
+            embeddings.len() as f64 / secs,
+            embeddings.tokens as f64 / secs,
+            args.output.display(),
+            embeddings.len(),
+            embeddings.dim,
+        );
+    }
+    Ok(())
+}
+
+/// Applies --instruction, --prompt-name or the model's default prompt.
+fn apply_prompt(embedder: &Embedder, args: &Args, texts: Vec<String>) -> Result<Vec<String>> {
+    if let Some(instruction) = &args.instruction {
+        return Ok(texts.iter().map(|t| with_instruction(instruction, t)).collect());
+    }
+    let Some(name) = args.prompt_name.as_deref().or(embedder.default_prompt_name()) else {
+        return Ok(texts);
+    };
+    let Some(prompt) = embedder.prompts().get(name) else {
+        let known: Vec<&str> = embedder.prompts().keys().map(String::as_str).collect();
+        bail!(
+            "the model has no prompt named '{name}' (it has: {})",
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    Ok(texts.into_iter().map(|t| format!("{prompt}{t}")).collect())
+}

@@ -1,0 +1,60 @@
+//! `reasonembed`: embed, search, evaluate, train and serve text embedders for
+//! reasoning-intensive retrieval (ReasonEmbed, Chen et al., ACL 2026).
+//!
+//! This crate is only the command line: it parses flags, shows progress and
+//! reports errors, and calls the pipeline crates for the work itself.
+
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Text embeddings for reasoning-intensive retrieval, offline by default.
+///
+/// Models are given with --model as a local folder (Hugging Face /
+/// sentence-transformers layout), a built-in name (`minilm`, fetched into the
+/// cache on first use) or a Hugging Face id (`owner/name[@revision]`, read
+/// from the Hugging Face cache).
+#[derive(Parser)]
+#[command(name = "reasonembed", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Embed(commands::embed::Args),
+    Pull(commands::pull::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = matches!(&cli.command, Command::Embed(a) if a.quiet);
+    init_logging(quiet);
+    let result = match cli.command {
+        Command::Embed(args) => commands::embed::run(args),
+        Command::Pull(args) => commands::pull::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, at `info` unless `RUST_LOG` says otherwise.
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,129 @@
+//! The architectures we can load, chosen by `config.json`'s `model_type`.
+
+use candle_core::{Result, Tensor};
+
+use crate::batch::{Attention, TokenBatch};
+use crate::nn::{Linear, Mode, Weights};
+use crate::{bert, decoder, llama, qwen2, qwen3};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Bert,
+    Qwen3,
+    Qwen2,
+    Llama,
+}
+
+impl Architecture {
+    pub const SUPPORTED: &'static str = "bert, qwen3, qwen2, llama";
+
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "bert" => Some(Self::Bert),
+            "qwen3" => Some(Self::Qwen3),
+            "qwen2" => Some(Self::Qwen2),
+            "llama" => Some(Self::Llama),
+            _ => None,
+        }
+    }
+
+    pub fn is_decoder(self) -> bool {
+        self != Self::Bert
+    }
+}
+
+/// A parsed configuration, ready to build its backbone.
+#[derive(Debug, Clone)]
+pub enum BackboneConfig {
+    Bert(bert::Config),
+    Decoder(decoder::Config),
+}
+
+impl BackboneConfig {
+    /// Parses `config.json` for `arch`; the error is a message for the caller
+    /// to attach to the file name.
+    pub fn parse(arch: Architecture, json: &serde_json::Value) -> std::result::Result<Self, String> {
+        let parse_err = |e: serde_json::Error| e.to_string();
+        match arch {
+            Architecture::Bert => {
+                let cfg: bert::Config = serde_json::from_value(json.clone()).map_err(parse_err)?;
+                cfg.validate()?;
+                Ok(Self::Bert(cfg))
+            }
+            _ => {
+                let hf: decoder::HfConfig = serde_json::from_value(json.clone()).map_err(parse_err)?;
+                let cfg = match arch {
+                    Architecture::Qwen3 => qwen3::config(&hf),
+                    Architecture::Qwen2 => qwen2::config(&hf),
+                    _ => llama::config(&hf),
+                }?;
+                Ok(Self::Decoder(cfg))
+            }
+        }
+    }
+
+    pub fn max_position_embeddings(json: &serde_json::Value) -> Option<usize> {
+        json.get("max_position_embeddings")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+    }
+}
+
+pub enum Backbone {
+    Bert(bert::Bert),
+    Decoder(decoder::Decoder),
+}
+
+impl Backbone {
+    pub fn load(weights: &Weights, config: &BackboneConfig) -> Result<Self> {
+        Ok(match config {
+            BackboneConfig::Bert(c) => Self::Bert(bert::Bert::load(weights, c)?),
+            BackboneConfig::Decoder(c) => Self::Decoder(decoder::Decoder::load(weights, c)?),
+        })
+    }
+
+    /// Last hidden states `[b, s, hidden]`.
+    pub fn forward(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
+        match self {
+            Self::Bert(m) => m.forward(batch, mode),
+            Self::Decoder(m) => m.forward(batch, mode),
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::Bert(m) => m.hidden_size(),
+            Self::Decoder(m) => m.hidden_size(),
+        }
+    }
+
+    pub fn attention(&self) -> Attention {
+        match self {
+            Self::Bert(_) => Attention::Bidirectional,
+            Self::Decoder(m) => m.attention(),
+        }
+    }
+
+    /// Switches a decoder between causal and bidirectional attention.
+    pub fn set_attention(&mut self, attention: Attention) -> std::result::Result<(), String> {
+        match self {
+            Self::Bert(_) if attention == Attention::Causal => {
+                Err("BERT encoders only support bidirectional attention".into())
+            }
+            Self::Bert(_) => Ok(()),
+            Self::Decoder(m) => {
+                m.set_attention(attention);
+                Ok(())
+            }
+        }
+    }
+
+    /// Folds every LoRA adapter into its base weight.
+    pub fn merge_lora(&mut self) -> Result<()> {
+        let linears: Vec<&mut Linear> = match self {
+            Self::Bert(m) => m.linears_mut().collect(),
+            Self::Decoder(m) => m.linears_mut().collect(),
+        };
+        linears.into_iter().try_for_each(Linear::merge_lora)
+    }
+}

@@ -1,0 +1,41 @@
+//! # reasonembed-models
+//!
+//! Text-embedding models: the backbones (BERT, Qwen3, Qwen2, Llama) written on
+//! candle primitives so the same code serves inference and training (LoRA or
+//! full fine-tuning), the attention masks for padded batches, pooling, model
+//! folders in the Hugging Face / sentence-transformers layout, and where
+//! models come from (local folders, built-ins fetched on first use, the Hub).
+//!
+//! This crate owns everything from text to vector. It knows nothing of files
+//! of texts, search, training loops or the command line: those stages call it.
+
+pub mod attention;
+pub mod backbone;
+pub mod batch;
+pub mod bert;
+pub mod decoder;
+pub mod embedder;
+pub mod error;
+pub mod folder;
+#[cfg(feature = "hub")]
+mod hub;
+pub mod llama;
+pub mod lora;
+pub mod nn;
+pub mod params;
+pub mod pooling;
+pub mod qwen2;
+pub mod qwen3;
+pub mod rope;
+pub mod source;
+pub mod tokenizer;
+
+pub use backbone::Architecture;
+pub use batch::{Attention, PaddingSide, TokenBatch};
+pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, ModelInfo, with_instruction};
+pub use error::{Error, Result};
+pub use folder::ModelFolder;
+pub use lora::LoraConfig;
+pub use nn::Mode;
+pub use params::Trainable;
+pub use pooling::Pooling;

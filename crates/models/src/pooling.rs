@@ -1,0 +1,109 @@
+//! Turning per-token hidden states into one vector per text.
+
+use candle_core::{D, Tensor};
+type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::TokenBatch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The first real token (BERT's `[CLS]`; bge).
+    Cls,
+    /// The mean over real tokens (all-MiniLM, e5, ReasonIR).
+    Mean,
+    /// The last real token, whatever the padding side (decoder embedders).
+    LastToken,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cls" => Ok(Self::Cls),
+            "mean" => Ok(Self::Mean),
+            "last_token" | "lasttoken" | "last-token" => Ok(Self::LastToken),
+            _ => Err(format!("unknown pooling '{s}' (cls, mean, last_token)")),
+        }
+    }
+}
+
+impl Pooling {
+    /// Pools `hidden: [b, s, h]` into `[b, h]`; differentiable.
+    pub fn pool(self, hidden: &Tensor, batch: &TokenBatch) -> Result<Tensor> {
+        let (b, s, h) = hidden.dims3()?;
+        let pick = |index: &dyn Fn(usize) -> usize| -> Result<Tensor> {
+            let rows: Vec<u32> = (0..b).map(|r| (r * s + index(r)) as u32).collect();
+            let rows = Tensor::from_vec(rows, b, hidden.device())?;
+            hidden.reshape((b * s, h))?.index_select(&rows, 0)
+        };
+        match self {
+            Self::Cls => pick(&|r| batch.first_token(r)),
+            Self::LastToken => pick(&|r| batch.last_token(r)),
+            Self::Mean => {
+                let mask = batch.mask(hidden.dtype())?.unsqueeze(2)?;
+                let sum = hidden.broadcast_mul(&mask)?.sum(1)?;
+                sum.broadcast_div(&mask.sum(1)?)
+            }
+        }
+    }
+}
+
+/// `x / max(‖x‖₂, 1e-12)` row-wise, as `torch.nn.functional.normalize`.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
+    x.broadcast_div(&norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::PaddingSide;
+    use candle_core::Device;
+
+    fn hidden() -> Tensor {
+        // Row 0: tokens 1,2,3; row 1: tokens 10, 20, 30 (the padding slot holds 99s).
+        Tensor::new(&[[[1f32], [2.], [3.]], [[10.], [20.], [99.]]], &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn pools_real_tokens_with_right_padding() {
+        let batch = TokenBatch::new(&[&[1, 1, 1], &[1, 1]], 0, PaddingSide::Right, &Device::Cpu).unwrap();
+        let values = |p: Pooling| {
+            p.pool(&hidden(), &batch)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(values(Pooling::Cls), vec![1.0, 10.0]);
+        assert_eq!(values(Pooling::LastToken), vec![3.0, 20.0]);
+        assert_eq!(values(Pooling::Mean), vec![2.0, 15.0]);
+    }
+
+    #[test]
+    fn pools_real_tokens_with_left_padding() {
+        let hidden = Tensor::new(&[[[1f32], [2.], [3.]], [[99.], [10.], [20.]]], &Device::Cpu).unwrap();
+        let batch = TokenBatch::new(&[&[1, 1, 1], &[1, 1]], 0, PaddingSide::Left, &Device::Cpu).unwrap();
+        let values = |p: Pooling| {
+            p.pool(&hidden, &batch)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(values(Pooling::Cls), vec![1.0, 10.0]);
+        assert_eq!(values(Pooling::LastToken), vec![3.0, 20.0]);
+        assert_eq!(values(Pooling::Mean), vec![2.0, 15.0]);
+    }
+
+    #[test]
+    fn normalises_rows_and_leaves_zero_rows_finite() {
+        let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
+        let n = l2_normalize(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(n, vec![vec![0.6, 0.8], vec![0.0, 0.0]]);
+    }
+}

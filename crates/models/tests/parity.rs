@@ -1,0 +1,119 @@
+//! Parity with transformers / sentence-transformers on the tiny random
+//! checkpoints of `fixtures/models`, against the goldens that
+//! `scripts/make_goldens.py` wrote: token ids, and embeddings of one padded
+//! batch with left and right padding, causal and bidirectional attention.
+
+mod common;
+
+use common::{Golden, GoldenCase, fixture, golden, max_abs_diff};
+use reasonembed_models::{Attention, Embedder, EmbedderOptions, Mode, ModelFolder, PaddingSide, Pooling};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn options(golden: &Golden, case: &GoldenCase) -> EmbedderOptions {
+    EmbedderOptions {
+        max_length: Some(golden.max_length),
+        pooling: Some(case.pooling.parse::<Pooling>().unwrap()),
+        normalize: Some(case.normalize),
+        padding_side: Some(if case.padding_side == "left" {
+            PaddingSide::Left
+        } else {
+            PaddingSide::Right
+        }),
+        attention: Some(if case.attention == "causal" {
+            Attention::Causal
+        } else {
+            Attention::Bidirectional
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs every case of `name`'s golden file through one padded batch.
+fn check_model(name: &str) {
+    let golden = golden(&format!("tiny-{name}"));
+    let folder = ModelFolder::open(&fixture(&format!("tiny-{name}"))).unwrap();
+    for case in &golden.cases {
+        let embedder = Embedder::load(&folder, options(&golden, case)).unwrap();
+        let prompt = case.prompt.as_deref().unwrap_or("");
+        let texts: Vec<String> = golden.texts.iter().map(|t| format!("{prompt}{t}")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let ids = embedder.tokenize(&refs).unwrap();
+        assert_eq!(
+            &ids,
+            case.input_ids.as_ref().unwrap_or(&golden.input_ids),
+            "{name}/{}: token ids",
+            case.name
+        );
+
+        let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let batch = embedder.batch(&seqs).unwrap();
+        let ours = embedder
+            .embed_batch(&batch, Mode::Inference)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (i, (a, b)) in ours.iter().zip(&case.embeddings).enumerate() {
+            let diff = max_abs_diff(a, b);
+            assert!(diff <= TOLERANCE, "{name}/{}: text {i} differs by {diff}", case.name);
+        }
+    }
+}
+
+#[test]
+fn bert_matches_transformers_and_sentence_transformers() {
+    check_model("bert");
+}
+
+#[test]
+fn qwen3_matches_transformers_with_left_and_right_padding() {
+    check_model("qwen3");
+}
+
+#[test]
+fn llama_matches_transformers_with_left_and_right_padding() {
+    check_model("llama");
+}
+
+#[test]
+fn qwen2_matches_transformers_with_left_and_right_padding() {
+    check_model("qwen2");
+}
+
+/// The folder's own settings (sentence-transformers modules, left padding,
+/// EOS from the post-processor) reproduce `SentenceTransformer.encode`, and
+/// length-sorted batching returns rows in input order.
+#[test]
+fn folder_defaults_reproduce_sentence_transformers_encode() {
+    for name in ["bert", "qwen3"] {
+        let golden = golden(&format!("tiny-{name}"));
+        let case = golden.cases.iter().find(|c| c.name == "st-encode").unwrap();
+        let embedder = Embedder::from_spec(
+            fixture(&format!("tiny-{name}")).to_str().unwrap(),
+            EmbedderOptions::default(),
+        )
+        .unwrap();
+        let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
+        let out = embedder.encode(&refs, 3, |_, _| {}).unwrap();
+        for (i, expected) in case.embeddings.iter().enumerate() {
+            let diff = max_abs_diff(out.row(i), expected);
+            assert!(diff <= TOLERANCE, "{name}: text {i} differs by {diff}");
+        }
+    }
+}
+
+#[test]
+fn decoder_defaults_follow_the_checkpoint() {
+    let qwen3 = Embedder::from_spec(fixture("tiny-qwen3").to_str().unwrap(), EmbedderOptions::default()).unwrap();
+    let info = qwen3.info();
+    assert_eq!(
+        (info.pooling, info.padding_side, info.attention),
+        (Pooling::LastToken, PaddingSide::Left, Attention::Causal)
+    );
+    assert!(!info.append_eos, "Qwen3's post-processor already appends EOS");
+    assert_eq!(info.max_length, 24, "sentence_bert_config.json max_seq_length");
+
+    let llama = Embedder::from_spec(fixture("tiny-llama").to_str().unwrap(), EmbedderOptions::default()).unwrap();
+    assert!(llama.info().append_eos, "tokenizer_config.json asks for add_eos_token");
+    assert!(llama.info().normalize, "plain folders are normalised by default");
+}
