@@ -80,7 +80,7 @@ impl EmbeddingWriter {
             path: self.path.clone(),
             source,
         };
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(DataError::File {
                 path: self.path.clone(),
                 message: format!("{} values do not form rows of {dim}", data.len()),

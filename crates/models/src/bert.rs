@@ -55,7 +55,7 @@ impl Config {
                 "position_embedding_type '{kind}' is not supported (only 'absolute')"
             ));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err("hidden_size must be a multiple of num_attention_heads".into());
         }
         Ok(())

@@ -73,11 +73,11 @@ pub struct Config {
 impl Config {
     pub fn from_hf(hf: &HfConfig, variant: Variant) -> std::result::Result<Self, String> {
         let num_kv_heads = hf.num_key_value_heads.unwrap_or(hf.num_attention_heads);
-        if hf.num_attention_heads == 0 || num_kv_heads == 0 || hf.num_attention_heads % num_kv_heads != 0 {
+        if hf.num_attention_heads == 0 || num_kv_heads == 0 || !hf.num_attention_heads.is_multiple_of(num_kv_heads) {
             return Err("num_attention_heads must be a positive multiple of num_key_value_heads".into());
         }
         let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads);
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(format!("head_dim {head_dim} must be even for rotary embeddings"));
         }
         let scaling = hf.rope_parameters.as_ref().or(hf.rope_scaling.as_ref());

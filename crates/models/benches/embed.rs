@@ -1,0 +1,43 @@
+//! Embedding throughput of the built-in MiniLM on a fixed corpus, measured the
+//! way `scripts/bench_embed_pytorch.py` measures sentence-transformers (warm-up
+//! on the first batch, then every text, batch 32), printing the same JSON line.
+//! `scripts/bench-embed.sh` runs both in one go and prints the ratio.
+//!
+//!     cargo bench -p reasonembed-models --bench embed -- [CORPUS] [BATCH]
+
+use std::time::Instant;
+
+use reasonembed_models::{Embedder, EmbedderOptions};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let corpus = args.first().map_or("benches/corpus-1k.txt", String::as_str);
+    let batch: usize = args.get(1).and_then(|b| b.parse().ok()).unwrap_or(32);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(corpus);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+
+    let embedder = Embedder::from_spec("minilm", EmbedderOptions::default()).expect("load minilm");
+    embedder.encode(&texts[..batch.min(texts.len())], batch, |_, _| {}).expect("warm-up");
+    let start = Instant::now();
+    let out = embedder.encode(&texts, batch, |_, _| {}).expect("encode");
+    let seconds = start.elapsed().as_secs_f64();
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or_else(num_threads);
+    println!(
+        "{}",
+        serde_json::json!({
+            "engine": "reasonembed",
+            "texts": texts.len(),
+            "tokens": out.tokens,
+            "seconds": (seconds * 1e4).round() / 1e4,
+            "texts_per_s": (texts.len() as f64 / seconds * 100.0).round() / 100.0,
+            "tokens_per_s": (out.tokens as f64 / seconds * 10.0).round() / 10.0,
+            "threads": threads,
+            "batch_size": batch,
+        })
+    );
+}
+
+fn num_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,52 @@
+//! The real all-MiniLM-L6-v2 weights against sentence-transformers
+//! (`fixtures/goldens/minilm.json`, from `scripts/make_goldens.py`): texts of
+//! every length, three of them past the 256-token limit, in length-sorted
+//! padded batches. The model is fetched on first use; if it cannot be, this
+//! test fails rather than passing silently.
+
+mod common;
+
+use common::{cosine, golden, max_abs_diff};
+use reasonembed_models::{Embedder, EmbedderOptions, Pooling};
+
+fn minilm() -> Embedder {
+    Embedder::from_spec("minilm", EmbedderOptions::default()).expect("the built-in minilm must load (it is fetched with pip on first use)")
+}
+
+#[test]
+fn minilm_matches_sentence_transformers() {
+    let golden = golden("minilm");
+    let embedder = minilm();
+    let info = embedder.info();
+    assert_eq!((info.dimensions, info.max_length, info.pooling, info.normalize), (384, 256, Pooling::Mean, true));
+
+    let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
+    let ids = embedder.tokenize(&refs).unwrap();
+    assert_eq!(ids, golden.input_ids, "token ids (tokenizer.json pins 128; sentence-transformers uses 256)");
+    assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), golden.token_counts);
+
+    let out = embedder.encode(&refs, 32, |_, _| {}).unwrap();
+    let expected = &golden.cases.iter().find(|c| c.name == "st-encode").unwrap().embeddings;
+    for (i, e) in expected.iter().enumerate() {
+        let cos = cosine(out.row(i), e);
+        assert!(cos >= 0.99999, "text {i}: cosine {cos}");
+        assert!(max_abs_diff(out.row(i), e) < 1e-5, "text {i}");
+    }
+}
+
+/// The published reference values of `models-and-data.md` §3.3.
+#[test]
+fn minilm_reproduces_published_similarities() {
+    let embedder = minilm();
+    let texts = [
+        "Why do I only breathe out of one nostril?",
+        "The nasal cycle alternates airflow between the left and right nostrils.",
+        "Insects are attracted to artificial light at night.",
+        "How do I reverse a linked list in Rust?",
+    ];
+    let out = embedder.encode(&texts, 4, |_, _| {}).unwrap();
+    let s1_head = [0.070461, -0.004444, -0.018957, 0.013050, -0.007437, -0.079720, -0.050162, 0.006895];
+    assert!(max_abs_diff(&out.row(0)[..8], &s1_head) < 1e-5);
+    assert!((cosine(out.row(0), out.row(1)) - 0.5919).abs() < 1e-4);
+    assert!((cosine(out.row(0), out.row(3)) - 0.0506).abs() < 1e-4);
+}
