@@ -16,11 +16,22 @@ fn tiny_bert() -> String {
 }
 
 fn reasonembed(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_reasonembed")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn embed(model: &str, input: &Path, output: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["embed", "--quiet", "--model", model, input.to_str().unwrap(), "-o", output.to_str().unwrap()];
+    let mut args = vec![
+        "embed",
+        "--quiet",
+        "--model",
+        model,
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     reasonembed(&args)
 }
@@ -35,7 +46,10 @@ fn stderr(out: &Output) -> String {
 
 /// Entries of `dir`, to show that a failed run leaves nothing behind.
 fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     names.sort();
     names
 }
@@ -64,16 +78,31 @@ fn writes_every_format_in_input_order() {
     }
 
     let jsonl_out = dir.path().join("e.jsonl");
-    assert!(embed(&tiny_bert(), &input, &jsonl_out, &["--batch-size", "3"]).status.success());
+    assert!(
+        embed(&tiny_bert(), &input, &jsonl_out, &["--batch-size", "3"])
+            .status
+            .success()
+    );
     let rows: Vec<Vec<f32>> = std::fs::read_to_string(&jsonl_out)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect();
     assert_eq!(rows, npy);
 
     let st_out = dir.path().join("e.safetensors");
-    assert!(embed(&tiny_bert(), &input, &st_out, &["--batch-size", "3"]).status.success());
+    assert!(
+        embed(&tiny_bert(), &input, &st_out, &["--batch-size", "3"])
+            .status
+            .success()
+    );
     let tensors = candle_core::safetensors::load(&st_out, &Device::Cpu).unwrap();
     assert_eq!(tensors["embeddings"].to_vec2::<f32>().unwrap(), npy);
 }
@@ -82,31 +111,74 @@ fn writes_every_format_in_input_order() {
 fn reads_jsonl_fields_and_applies_instructions_and_prompts() {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("q.jsonl");
-    std::fs::write(&jsonl, "{\"id\": 1, \"body\": \"Why is the sky blue?\"}\n{\"id\": 2, \"body\": \"What is a linked list?\"}\n").unwrap();
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 1, \"body\": \"Why is the sky blue?\"}\n{\"id\": 2, \"body\": \"What is a linked list?\"}\n",
+    )
+    .unwrap();
     let plain = dir.path().join("plain.npy");
-    assert!(embed(&tiny_bert(), &jsonl, &plain, &["--field", "body"]).status.success());
+    assert!(
+        embed(&tiny_bert(), &jsonl, &plain, &["--field", "body"])
+            .status
+            .success()
+    );
 
     let txt = dir.path().join("q.txt");
     std::fs::write(&txt, "query: Why is the sky blue?\nquery: What is a linked list?\n").unwrap();
     let prefixed = dir.path().join("prefixed.npy");
     assert!(embed(&tiny_bert(), &txt, &prefixed, &[]).status.success());
     let prompted = dir.path().join("prompted.npy");
-    assert!(embed(&tiny_bert(), &jsonl, &prompted, &["--field", "body", "--prompt-name", "query"]).status.success());
-    assert_eq!(read_npy(&prompted), read_npy(&prefixed), "--prompt-name applies the folder's prompt");
+    assert!(
+        embed(
+            &tiny_bert(),
+            &jsonl,
+            &prompted,
+            &["--field", "body", "--prompt-name", "query"]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(
+        read_npy(&prompted),
+        read_npy(&prefixed),
+        "--prompt-name applies the folder's prompt"
+    );
     assert_ne!(read_npy(&prompted), read_npy(&plain));
 
     let instructed = dir.path().join("instructed.npy");
     std::fs::write(&txt, "Instruct: Find answers\nQuery: Why is the sky blue?\n").unwrap();
-    let out = embed(&tiny_bert(), &jsonl, &instructed, &["--field", "body", "--instruction", "Find answers"]);
+    let out = embed(
+        &tiny_bert(),
+        &jsonl,
+        &instructed,
+        &["--field", "body", "--instruction", "Find answers"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let jsonl_one = dir.path().join("one.jsonl");
-    std::fs::write(&jsonl_one, "{\"text\": \"Instruct: Find answers\\nQuery: Why is the sky blue?\"}\n").unwrap();
+    std::fs::write(
+        &jsonl_one,
+        "{\"text\": \"Instruct: Find answers\\nQuery: Why is the sky blue?\"}\n",
+    )
+    .unwrap();
     let manual = dir.path().join("manual.npy");
     assert!(embed(&tiny_bert(), &jsonl_one, &manual, &[]).status.success());
-    assert_eq!(read_npy(&instructed)[0], read_npy(&manual)[0], "ReasonEmbed instruction format");
+    assert_eq!(
+        read_npy(&instructed)[0],
+        read_npy(&manual)[0],
+        "ReasonEmbed instruction format"
+    );
 
-    let out = embed(&tiny_bert(), &jsonl, &prompted, &["--field", "body", "--prompt-name", "nope"]);
-    assert!(!out.status.success() && stderr(&out).contains("no prompt named 'nope'"), "{}", stderr(&out));
+    let out = embed(
+        &tiny_bert(),
+        &jsonl,
+        &prompted,
+        &["--field", "body", "--prompt-name", "nope"],
+    );
+    assert!(
+        !out.status.success() && stderr(&out).contains("no prompt named 'nope'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Runs `embed` on `content` and checks it fails with `expected` in its
@@ -118,17 +190,49 @@ fn assert_rejected(file_name: &str, content: &[u8], extra: &[&str], expected: &s
     let out = embed(&tiny_bert(), &input, &dir.path().join("out.npy"), extra);
     let message = stderr(&out);
     assert!(!out.status.success(), "{file_name}: should fail");
-    assert!(message.contains(expected), "{file_name}: expected '{expected}' in: {message}");
-    assert_eq!(entries(dir.path()), vec![file_name.to_string()], "no output may be left behind");
+    assert!(
+        message.contains(expected),
+        "{file_name}: expected '{expected}' in: {message}"
+    );
+    assert_eq!(
+        entries(dir.path()),
+        vec![file_name.to_string()],
+        "no output may be left behind"
+    );
 }
 
 #[test]
 fn bad_input_is_named_by_file_and_line() {
-    assert_rejected("empty-line.txt", b"first\n\nthird\n", &[], "empty-line.txt:2: empty line");
-    assert_rejected("bad-utf8.txt", b"fine\nbad \xff byte\n", &[], "bad-utf8.txt:2: invalid UTF-8");
-    assert_rejected("missing.jsonl", b"{\"text\": \"ok\"}\n{\"title\": \"no text\"}\n", &[], "missing.jsonl:2: field 'text' is missing");
-    assert_rejected("wrong-type.jsonl", b"{\"text\": 42}\n", &[], "wrong-type.jsonl:1: field 'text' is a number");
-    assert_rejected("malformed.jsonl", b"{\"text\": \"ok\"}\n{\"text\": \n", &[], "malformed.jsonl:2: invalid JSON");
+    assert_rejected(
+        "empty-line.txt",
+        b"first\n\nthird\n",
+        &[],
+        "empty-line.txt:2: empty line",
+    );
+    assert_rejected(
+        "bad-utf8.txt",
+        b"fine\nbad \xff byte\n",
+        &[],
+        "bad-utf8.txt:2: invalid UTF-8",
+    );
+    assert_rejected(
+        "missing.jsonl",
+        b"{\"text\": \"ok\"}\n{\"title\": \"no text\"}\n",
+        &[],
+        "missing.jsonl:2: field 'text' is missing",
+    );
+    assert_rejected(
+        "wrong-type.jsonl",
+        b"{\"text\": 42}\n",
+        &[],
+        "wrong-type.jsonl:1: field 'text' is a number",
+    );
+    assert_rejected(
+        "malformed.jsonl",
+        b"{\"text\": \"ok\"}\n{\"text\": \n",
+        &[],
+        "malformed.jsonl:2: invalid JSON",
+    );
     assert_rejected("notes.csv", b"a,b\n", &[], "unknown input format");
 }
 
@@ -150,13 +254,25 @@ fn bad_models_and_destinations_fail_cleanly() {
     std::fs::write(&input, "hello\n").unwrap();
 
     let out = embed("no-such-model", &input, &dir.path().join("o.npy"), &[]);
-    assert!(!out.status.success() && stderr(&out).contains("unknown model 'no-such-model'"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("unknown model 'no-such-model'"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = embed(&tiny_bert(), &input, &dir.path().join("missing-dir/o.npy"), &[]);
-    assert!(!out.status.success() && stderr(&out).contains("missing-dir/o.npy"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("missing-dir/o.npy"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = embed(&tiny_bert(), &input, &dir.path().join("o.parquet"), &[]);
-    assert!(!out.status.success() && stderr(&out).contains("unknown output format"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("unknown output format"),
+        "{}",
+        stderr(&out)
+    );
 
     // A folder without weights names the file it needed.
     let broken = dir.path().join("broken");
@@ -165,32 +281,58 @@ fn bad_models_and_destinations_fail_cleanly() {
         std::fs::copy(repo_root().join("fixtures/models/tiny-bert").join(f), broken.join(f)).unwrap();
     }
     let out = embed(broken.to_str().unwrap(), &input, &dir.path().join("o.npy"), &[]);
-    assert!(!out.status.success() && stderr(&out).contains("model.safetensors: file not found"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("model.safetensors: file not found"),
+        "{}",
+        stderr(&out)
+    );
 
     // A corrupt weights file is named too.
     std::fs::write(broken.join("model.safetensors"), b"not a safetensors file").unwrap();
     let out = embed(broken.to_str().unwrap(), &input, &dir.path().join("o.npy"), &[]);
-    assert!(!out.status.success() && stderr(&out).contains("model.safetensors: cannot read weights"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("model.safetensors: cannot read weights"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(entries(dir.path()), vec!["broken".to_string(), "t.txt".to_string()]);
 }
 
 #[test]
 fn the_default_model_matches_sentence_transformers() {
     let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo_root().join("fixtures/goldens/minilm.json")).unwrap()).unwrap();
-    let texts: Vec<&str> = golden["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("fixtures/goldens/minilm.json")).unwrap())
+            .unwrap();
+    let texts: Vec<&str> = golden["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("texts.jsonl");
-    let lines: Vec<String> = texts.iter().map(|t| serde_json::json!({ "text": t }).to_string()).collect();
+    let lines: Vec<String> = texts
+        .iter()
+        .map(|t| serde_json::json!({ "text": t }).to_string())
+        .collect();
     std::fs::write(&input, lines.join("\n")).unwrap();
     let output = dir.path().join("out.npy");
     // No --model: the built-in minilm, fetched on first use.
     let out = reasonembed(&["embed", input.to_str().unwrap(), "-o", output.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("embedded {} texts", texts.len())), "summary line: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("embedded {} texts", texts.len())),
+        "summary line: {}",
+        stderr(&out)
+    );
     let expected = golden["cases"][0]["embeddings"].as_array().unwrap();
     for (row, e) in read_npy(&output).iter().zip(expected) {
-        let e: Vec<f32> = e.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let e: Vec<f32> = e
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
         assert!(row.iter().zip(&e).all(|(a, b)| (a - b).abs() < 1e-5));
     }
 }
@@ -199,7 +341,16 @@ fn the_default_model_matches_sentence_transformers() {
 fn help_explains_the_command() {
     let out = reasonembed(&["embed", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--model", "--instruction", "--prompt-name", "--max-length", "--batch-size", "--no-normalize", "--field", "--quiet"] {
+    for flag in [
+        "--model",
+        "--instruction",
+        "--prompt-name",
+        "--max-length",
+        "--batch-size",
+        "--no-normalize",
+        "--field",
+        "--quiet",
+    ] {
         assert!(help.contains(flag), "missing {flag} in help");
     }
 }

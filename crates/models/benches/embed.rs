@@ -13,16 +13,23 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let corpus = args.first().map_or("benches/corpus-1k.txt", String::as_str);
     let batch: usize = args.get(1).and_then(|b| b.parse().ok()).unwrap_or(32);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(corpus);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(corpus);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
 
     let embedder = Embedder::from_spec("minilm", EmbedderOptions::default()).expect("load minilm");
-    embedder.encode(&texts[..batch.min(texts.len())], batch, |_, _| {}).expect("warm-up");
+    embedder
+        .encode(&texts[..batch.min(texts.len())], batch, |_, _| {})
+        .expect("warm-up");
     let start = Instant::now();
     let out = embedder.encode(&texts, batch, |_, _| {}).expect("encode");
     let seconds = start.elapsed().as_secs_f64();
-    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or_else(num_threads);
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(num_threads);
     println!(
         "{}",
         serde_json::json!({

@@ -10,7 +10,8 @@ use common::{cosine, golden, max_abs_diff};
 use reasonembed_models::{Embedder, EmbedderOptions, Pooling};
 
 fn minilm() -> Embedder {
-    Embedder::from_spec("minilm", EmbedderOptions::default()).expect("the built-in minilm must load (it is fetched with pip on first use)")
+    Embedder::from_spec("minilm", EmbedderOptions::default())
+        .expect("the built-in minilm must load (it is fetched with pip on first use)")
 }
 
 #[test]
@@ -18,11 +19,17 @@ fn minilm_matches_sentence_transformers() {
     let golden = golden("minilm");
     let embedder = minilm();
     let info = embedder.info();
-    assert_eq!((info.dimensions, info.max_length, info.pooling, info.normalize), (384, 256, Pooling::Mean, true));
+    assert_eq!(
+        (info.dimensions, info.max_length, info.pooling, info.normalize),
+        (384, 256, Pooling::Mean, true)
+    );
 
     let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
     let ids = embedder.tokenize(&refs).unwrap();
-    assert_eq!(ids, golden.input_ids, "token ids (tokenizer.json pins 128; sentence-transformers uses 256)");
+    assert_eq!(
+        ids, golden.input_ids,
+        "token ids (tokenizer.json pins 128; sentence-transformers uses 256)"
+    );
     assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), golden.token_counts);
 
     let out = embedder.encode(&refs, 32, |_, _| {}).unwrap();
@@ -45,7 +52,9 @@ fn minilm_reproduces_published_similarities() {
         "How do I reverse a linked list in Rust?",
     ];
     let out = embedder.encode(&texts, 4, |_, _| {}).unwrap();
-    let s1_head = [0.070461, -0.004444, -0.018957, 0.013050, -0.007437, -0.079720, -0.050162, 0.006895];
+    let s1_head = [
+        0.070461, -0.004444, -0.018957, 0.013050, -0.007437, -0.079720, -0.050162, 0.006895,
+    ];
     assert!(max_abs_diff(&out.row(0)[..8], &s1_head) < 1e-5);
     assert!((cosine(out.row(0), out.row(1)) - 0.5919).abs() < 1e-4);
     assert!((cosine(out.row(0), out.row(3)) - 0.0506).abs() < 1e-4);
