@@ -90,6 +90,8 @@ pub struct Embedder {
     default_prompt_name: Option<String>,
     trainable_vars: VarMap,
     device: Device,
+    max_positions: Option<usize>,
+    weight_files: Vec<std::path::PathBuf>,
     info: ModelInfo,
 }
 
@@ -133,18 +135,15 @@ impl Embedder {
             }
         };
         let position_limit = BackboneConfig::max_position_embeddings(&folder.config);
+        // Absolute position embeddings cap BERT; rotary decoders extrapolate.
+        let max_positions = position_limit.filter(|_| arch == Architecture::Bert);
         let default_max = st
             .max_seq_length
             .or(folder.tokenizer_config.model_max_length)
             .or(position_limit)
             .unwrap_or(512);
         let max_length = options.max_length.unwrap_or(default_max);
-        if arch == Architecture::Bert && position_limit.is_some_and(|limit| max_length > limit) {
-            return Err(Error::Input(format!(
-                "max length {max_length} exceeds the model's {} position embeddings",
-                position_limit.unwrap_or_default()
-            )));
-        }
+        check_max_length(max_length, max_positions)?;
         let tokenizer = TextTokenizer::new(
             tokenizer,
             TokenizerSettings {
@@ -197,12 +196,28 @@ impl Embedder {
             default_prompt_name: st.default_prompt_name,
             trainable_vars,
             device,
+            max_positions,
+            weight_files: folder.weight_files.clone(),
             info,
         })
     }
 
+    /// Changes the maximum tokens per text (e.g. between the query and the
+    /// document side of an evaluation).
+    pub fn set_max_length(&mut self, max_length: usize) -> Result<()> {
+        check_max_length(max_length, self.max_positions)?;
+        self.tokenizer = self.tokenizer.with_max_length(max_length)?;
+        self.info.max_length = max_length;
+        Ok(())
+    }
+
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The checkpoint files, for identifying the model (e.g. in caches).
+    pub fn weight_files(&self) -> &[std::path::PathBuf] {
+        &self.weight_files
     }
 
     pub fn dimensions(&self) -> usize {
@@ -235,11 +250,18 @@ impl Embedder {
         Ok(self.backbone.merge_lora()?)
     }
 
+    /// Token ids of each text. An empty text is fine where the model adds
+    /// special tokens (BERT's `[CLS] [SEP]`, as sentence-transformers embeds
+    /// it); a text that yields no token at all is an error.
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        if let Some(i) = texts.iter().position(|t| t.is_empty()) {
-            return Err(Error::Input(format!("text {i} is empty")));
+        let ids = self.tokenizer.encode(texts)?;
+        if let Some(i) = ids.iter().position(Vec::is_empty) {
+            return Err(Error::Input(format!(
+                "text {i} ({:?}) yields no token for this model",
+                texts[i]
+            )));
         }
-        self.tokenizer.encode(texts)
+        Ok(ids)
     }
 
     /// Pads `seqs` into one batch.
@@ -282,6 +304,15 @@ impl Embedder {
             progress(done, tokens);
         }
         Ok(Embeddings { data, dim, tokens })
+    }
+}
+
+fn check_max_length(max_length: usize, max_positions: Option<usize>) -> Result<()> {
+    match max_positions {
+        Some(limit) if max_length > limit => Err(Error::Input(format!(
+            "max length {max_length} exceeds the model's {limit} position embeddings"
+        ))),
+        _ => Ok(()),
     }
 }
 

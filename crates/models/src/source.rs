@@ -317,35 +317,71 @@ pub fn hf_cache_dir() -> PathBuf {
         .join("hub")
 }
 
-/// The snapshot folder of `repo` at `revision` in the Hugging Face cache.
-fn cached_snapshot(repo: &str, revision: &str) -> Option<PathBuf> {
-    let repo_dir = hf_cache_dir().join(format!("models--{}", repo.replace('/', "--")));
+/// A model or a dataset repository on the Hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoKind {
+    Model,
+    Dataset,
+}
+
+impl RepoKind {
+    fn cache_prefix(self) -> &'static str {
+        match self {
+            Self::Model => "models",
+            Self::Dataset => "datasets",
+        }
+    }
+}
+
+/// The snapshot folder of `repo` at `revision` in the Hugging Face cache,
+/// if it holds `marker` (a file every useful snapshot has).
+fn cached_snapshot(kind: RepoKind, repo: &str, revision: &str, marker: &str) -> Option<PathBuf> {
+    let repo_dir = hf_cache_dir().join(format!("{}--{}", kind.cache_prefix(), repo.replace('/', "--")));
     let commit = std::fs::read_to_string(repo_dir.join("refs").join(revision))
         .map(|c| c.trim().to_string())
         .unwrap_or_else(|_| revision.to_string());
     let snapshot = repo_dir.join("snapshots").join(commit);
-    snapshot.join("config.json").exists().then_some(snapshot)
+    snapshot.join(marker).exists().then_some(snapshot)
 }
 
 fn resolve_hub(repo: &str, revision: &str) -> Result<PathBuf> {
-    if let Some(snapshot) = cached_snapshot(repo, revision) {
+    if let Some(snapshot) = cached_snapshot(RepoKind::Model, repo, revision, "config.json") {
         return Ok(snapshot);
     }
     if let Some(builtin) = BUILTINS.iter().find(|b| b.hub_id == repo && revision == "main") {
         return fetch_builtin(builtin, &cache_dir());
     }
-    download_hub(repo, revision)
+    download_hub(
+        RepoKind::Model,
+        repo,
+        revision,
+        &["*.json", "*.safetensors", "*/*.json"],
+    )
+}
+
+/// A dataset snapshot (e.g. `xlangai/BRIGHT` at a pinned revision) from the
+/// Hugging Face cache, downloading the files matching `patterns` with the
+/// `hub` feature when it is absent. `marker` is a folder or file the
+/// snapshot must contain.
+pub fn resolve_dataset(repo: &str, revision: &str, marker: &str, patterns: &[&str]) -> Result<PathBuf> {
+    match cached_snapshot(RepoKind::Dataset, repo, revision, marker) {
+        Some(snapshot) => Ok(snapshot),
+        None => download_hub(RepoKind::Dataset, repo, revision, patterns),
+    }
 }
 
 #[cfg(feature = "hub")]
-fn download_hub(repo: &str, revision: &str) -> Result<PathBuf> {
-    crate::hub::download(repo, revision)
+fn download_hub(kind: RepoKind, repo: &str, revision: &str, patterns: &[&str]) -> Result<PathBuf> {
+    crate::hub::download(kind, repo, revision, patterns)
 }
 
 #[cfg(not(feature = "hub"))]
-fn download_hub(repo: &str, revision: &str) -> Result<PathBuf> {
+fn download_hub(kind: RepoKind, repo: &str, revision: &str, _patterns: &[&str]) -> Result<PathBuf> {
     Err(Error::Fetch {
-        what: format!("'{repo}' at revision '{revision}'"),
+        what: format!(
+            "{} '{repo}' at revision '{revision}'",
+            kind.cache_prefix().trim_end_matches('s')
+        ),
         message: format!(
             "it is not in the Hugging Face cache ({}) and this build has no Hub access; \
              download it there, pass a local folder, or rebuild with `--features hub`",

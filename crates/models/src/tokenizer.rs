@@ -69,6 +69,17 @@ impl TextTokenizer {
         Ok(Self { inner, settings })
     }
 
+    /// The same tokenizer with another maximum length.
+    pub fn with_max_length(&self, max_length: usize) -> Result<Self> {
+        Self::new(
+            self.inner.clone(),
+            TokenizerSettings {
+                max_length,
+                ..self.settings.clone()
+            },
+        )
+    }
+
     pub fn settings(&self) -> &TokenizerSettings {
         &self.settings
     }

@@ -1,0 +1,110 @@
+//! Retrieval collections in the formats people have them in: corpus and query
+//! JSONL files (BEIR's `_id`/`title`/`text`, or `id`/`content`), and qrels as
+//! TREC files or BEIR TSV (`query-id corpus-id score` with a header).
+
+use std::path::Path;
+
+use crate::error::DataError;
+use crate::jsonl::{for_each_object, id_field, string_field};
+use crate::trec::{Qrels, for_each_line, read_qrels};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub id: String,
+    pub text: String,
+}
+
+const ID_FIELDS: &[&str] = &["_id", "id", "docid", "doc_id"];
+const TEXT_FIELDS: &[&str] = &["text", "content", "contents"];
+
+/// A corpus JSONL file; a document's text is `title + " " + text` when it has
+/// a non-empty title, as BEIR and MTEB build it.
+pub fn read_corpus(path: &Path) -> Result<Vec<Document>, DataError> {
+    let mut docs = Vec::new();
+    for_each_object(path, |at, obj| {
+        let id = id_field(&obj, ID_FIELDS, at)?;
+        let body = string_field(&obj, TEXT_FIELDS, at)?;
+        let title = obj.get("title").and_then(|t| t.as_str()).unwrap_or("");
+        let text = format!("{title} {body}").trim().to_string();
+        docs.push(Document { id, text });
+        Ok(())
+    })?;
+    Ok(docs)
+}
+
+/// A queries JSONL file (`_id`/`id` and `text`/`query`).
+pub fn read_queries(path: &Path) -> Result<Vec<Query>, DataError> {
+    let mut queries = Vec::new();
+    for_each_object(path, |at, obj| {
+        let id = id_field(&obj, &["_id", "id", "qid", "query_id"], at)?;
+        let text = string_field(&obj, &["text", "query"], at)?.to_string();
+        queries.push(Query { id, text });
+        Ok(())
+    })?;
+    Ok(queries)
+}
+
+/// Qrels as BEIR TSV (three columns, header `query-id corpus-id score`) or as
+/// a TREC qrels file (four columns), told apart by their first line.
+pub fn read_any_qrels(path: &Path) -> Result<Qrels, DataError> {
+    let mut columns = None;
+    for_each_line(path, |_, fields| {
+        columns.get_or_insert(fields.len());
+        Ok(())
+    })?;
+    if columns != Some(3) {
+        return read_qrels(path);
+    }
+    let mut qrels = Qrels::new();
+    for_each_line(path, |at, fields| {
+        let [qid, doc, rel] = fields[..] else {
+            return Err(DataError::Line {
+                at,
+                message: format!("expected 3 fields (query-id corpus-id score), found {}", fields.len()),
+            });
+        };
+        if at.line == 1 && rel.parse::<i64>().is_err() {
+            return Ok(()); // the header
+        }
+        let rel = rel.parse().map_err(|_| DataError::Line {
+            at: at.clone(),
+            message: format!("score '{rel}' is not an integer"),
+        })?;
+        qrels.entry(qid.into()).or_default().insert(doc.into(), rel);
+        Ok(())
+    })?;
+    Ok(qrels)
+}
+
+/// A BEIR folder: `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`.
+pub struct BeirDataset {
+    pub corpus: Vec<Document>,
+    pub queries: Vec<Query>,
+    pub qrels: Qrels,
+}
+
+impl BeirDataset {
+    pub fn open(dir: &Path, split: &str) -> Result<Self, DataError> {
+        let need = |p: std::path::PathBuf| -> Result<std::path::PathBuf, DataError> {
+            if p.exists() {
+                Ok(p)
+            } else {
+                Err(DataError::File {
+                    path: p,
+                    message: "file not found (expected a BEIR folder)".into(),
+                })
+            }
+        };
+        Ok(Self {
+            corpus: read_corpus(&need(dir.join("corpus.jsonl"))?)?,
+            queries: read_queries(&need(dir.join("queries.jsonl"))?)?,
+            qrels: read_any_qrels(&need(dir.join("qrels").join(format!("{split}.tsv")))?)?,
+        })
+    }
+}
