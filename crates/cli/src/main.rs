@@ -26,16 +26,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Search(commands::search::Args),
     Embed(commands::embed::Args),
+    Eval(commands::eval::Args),
     Pull(commands::pull::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(&cli.command, Command::Embed(a) if a.quiet);
+    let quiet = match &cli.command {
+        Command::Embed(a) => a.quiet,
+        Command::Search(a) => a.quiet,
+        _ => false,
+    };
     init_logging(quiet);
     let result = match cli.command {
+        Command::Search(args) => commands::search::run(args),
         Command::Embed(args) => commands::embed::run(args),
+        Command::Eval(args) => commands::eval::run(args),
         Command::Pull(args) => commands::pull::run(args),
     };
     match result {

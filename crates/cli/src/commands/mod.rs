@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
 pub mod embed;
+pub mod eval;
 pub mod pull;
+pub mod search;
 pub mod shared;

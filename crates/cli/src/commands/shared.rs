@@ -7,7 +7,8 @@ use reasonembed_models::{Attention, EmbedderOptions, EosPolicy, PaddingSide, Poo
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model: a folder, a built-in name (minilm) or a Hugging Face id (owner/name[@revision]).
+    /// Model: a folder, a built-in name (minilm) or a Hugging Face id (owner/name[@revision]);
+    /// `eval` also takes bm25.
     #[arg(short, long, default_value = reasonembed_models::source::DEFAULT_MODEL)]
     pub model: String,
 

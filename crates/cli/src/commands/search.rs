@@ -1,0 +1,146 @@
+//! `reasonembed search`: semantic search over your own files.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_search::index::PassageIndex;
+use sha2::{Digest, Sha256};
+
+use super::shared::ModelArgs;
+use crate::progress::Bars;
+
+/// Search a folder of text/Markdown files (or a .jsonl corpus) with an embedding model.
+///
+/// The corpus is split into passages, embedded once into an index, and the index is
+/// updated incrementally on later runs: only new or changed files are embedded again.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Example:\n  reasonembed search --corpus notes/ 'why do we breathe through one nostril'")]
+pub struct Args {
+    /// The queries.
+    #[arg(required = true)]
+    pub queries: Vec<String>,
+
+    /// A folder (.txt, .md, .markdown, .rst files, searched recursively) or a .jsonl file
+    /// (one document per line: id/_id and text/content, optional title).
+    #[arg(long)]
+    pub corpus: PathBuf,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Where the index lives [default: in the cache, one per corpus and model].
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+
+    /// Results per query.
+    #[arg(short = 'k', long, default_value_t = 5)]
+    pub top_k: usize,
+
+    /// Task instruction for the queries, in the ReasonEmbed format.
+    #[arg(long, conflicts_with = "prompt_name")]
+    pub instruction: Option<String>,
+
+    /// The model's sentence-transformers prompt for queries (e.g. query).
+    #[arg(long)]
+    pub prompt_name: Option<String>,
+
+    /// Words per passage (keep it under the model's max length).
+    #[arg(long, default_value_t = 150)]
+    pub passage_words: usize,
+
+    /// Texts per forward pass while indexing.
+    #[arg(short, long, default_value_t = 32)]
+    pub batch_size: usize,
+
+    /// Print JSON (one object per query) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress bars or index summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.top_k == 0 {
+        bail!("-k must be at least 1");
+    }
+    let embedder = Embedder::from_spec(&args.model.model, args.model.options()?)
+        .with_context(|| format!("cannot load model '{}'", args.model.model))?;
+    let index_dir = args.index.clone().unwrap_or_else(|| default_index_dir(&args));
+    let start = Instant::now();
+    let mut bars = Bars::new(args.quiet);
+    let (index, stats) = PassageIndex::update(
+        &index_dir,
+        &args.corpus,
+        &embedder,
+        args.passage_words,
+        args.batch_size,
+        &mut bars,
+    )?;
+    if !args.quiet {
+        eprintln!(
+            "index {}: {} sources, {} passages ({} new or changed, {} removed, {} passages embedded) in {:.1} s",
+            index_dir.display(),
+            stats.sources,
+            stats.passages,
+            stats.added_or_changed,
+            stats.removed,
+            stats.embedded_passages,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    if index.is_empty() {
+        bail!("{}: no text to search", args.corpus.display());
+    }
+    let prompt = match (&args.instruction, &args.prompt_name) {
+        (Some(i), _) => with_instruction(i, ""),
+        (None, Some(name)) => embedder
+            .prompts()
+            .get(name)
+            .cloned()
+            .with_context(|| format!("the model has no prompt named '{name}'"))?,
+        (None, None) => String::new(),
+    };
+    let texts: Vec<String> = args.queries.iter().map(|q| format!("{prompt}{q}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = embedder.encode(&refs, args.batch_size, |_, _| {})?;
+    for (query, hits) in args.queries.iter().zip(index.search(&vectors.data, args.top_k)) {
+        if args.json {
+            println!("{}", serde_json::json!({ "query": query, "hits": hits }));
+            continue;
+        }
+        println!("\n{query}");
+        for (rank, hit) in hits.iter().enumerate() {
+            println!("{:>3}. {:.4}  {}:{}", rank + 1, hit.score, hit.source, hit.line);
+            println!("     {}", snippet(&hit.text, 200));
+        }
+    }
+    Ok(())
+}
+
+/// `<cache>/indexes/<corpus hash>-<model>`: one index per corpus and model.
+fn default_index_dir(args: &Args) -> PathBuf {
+    let corpus = std::fs::canonicalize(&args.corpus).unwrap_or_else(|_| args.corpus.clone());
+    let hash = hex::encode(&Sha256::digest(corpus.display().to_string().as_bytes())[..8]);
+    let model: String = args
+        .model
+        .model
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    reasonembed_models::source::cache_dir()
+        .join("indexes")
+        .join(format!("{hash}-{model}"))
+}
+
+/// The first `max` characters of `text`, on one line.
+fn snippet(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}

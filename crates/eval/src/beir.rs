@@ -1,0 +1,71 @@
+//! Evaluation on any BEIR-style collection (corpus, queries, qrels), e.g.
+//! Cranfield: the queries that have judgements are run against the whole
+//! corpus and scored with trec_eval's measures.
+
+use reasonembed_data::BeirDataset;
+use reasonembed_search::Progress;
+
+use crate::error::{Error, Result};
+use crate::metrics::{self, Measure, Run};
+use crate::report::TaskResult;
+use crate::retriever::{Corpus, Retriever};
+
+/// nDCG@10 (the headline), nDCG@100, MAP, recall at 10, 100 and 1,000, P@10
+/// and the reciprocal rank.
+pub fn measures() -> Vec<Measure> {
+    vec![
+        Measure::NdcgCut(10),
+        Measure::NdcgCut(100),
+        Measure::Map,
+        Measure::Recall(10),
+        Measure::Recall(100),
+        Measure::Recall(1000),
+        Measure::Precision(10),
+        Measure::RecipRank,
+    ]
+}
+
+/// `prompt` (e.g. `Instruct: …\nQuery: `) is prefixed to every query.
+pub fn evaluate(
+    retriever: &mut Retriever,
+    name: &str,
+    dataset: BeirDataset,
+    prompt: &str,
+    top_k: usize,
+    progress: &mut dyn Progress,
+) -> Result<TaskResult> {
+    let queries: Vec<_> = dataset
+        .queries
+        .into_iter()
+        .filter(|q| dataset.qrels.contains_key(&q.id))
+        .collect();
+    if queries.is_empty() {
+        return Err(Error::Protocol(format!("{name}: no query has judgements")));
+    }
+    let corpus = Corpus::new(dataset.corpus);
+    let texts: Vec<String> = queries.iter().map(|q| format!("{prompt}{}", q.text)).collect();
+    let hits = retriever.retrieve(&corpus, &texts, &[], top_k, progress)?;
+    let run: Run = queries
+        .iter()
+        .zip(hits)
+        .map(|(q, hits)| {
+            (
+                q.id.clone(),
+                hits.into_iter()
+                    .map(|h| (corpus.ids[h.index as usize].clone(), h.score as f64))
+                    .collect(),
+            )
+        })
+        .collect();
+    let per_query = metrics::evaluate(&dataset.qrels, &run, &measures()).map_err(Error::Protocol)?;
+    Ok(TaskResult {
+        task: name.into(),
+        queries: queries.len(),
+        evaluated_queries: per_query.len(),
+        corpus: corpus.stats,
+        excluded_pairs: 0,
+        metrics: metrics::mean(&per_query),
+        per_query,
+        run,
+    })
+}

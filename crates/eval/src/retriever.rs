@@ -1,0 +1,244 @@
+//! Scoring a whole corpus for a set of queries: dense (an embedder, exact
+//! search, cached corpus embeddings) or BM25 as BRIGHT computes it.
+//!
+//! A corpus may repeat ids and texts. As in BRIGHT, a repeated id keeps the
+//! text of its last row (its score overwrites the earlier ones there); each
+//! distinct text is embedded once and its vector shared by every id that has
+//! it. BM25 statistics are taken over all rows, as gensim does in BRIGHT.
+
+use std::collections::{HashMap, HashSet};
+
+use reasonembed_data::Document;
+use reasonembed_models::Embedder;
+use reasonembed_search::Progress;
+use reasonembed_search::bm25::{Bm25Index, Bm25Params};
+use reasonembed_search::cache::EmbeddingCache;
+use reasonembed_search::topk::{Hit, search, top_k_of};
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// Counts a result file records for every task.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct CorpusStats {
+    pub rows: usize,
+    pub distinct_ids: usize,
+    pub id_collisions: usize,
+    pub distinct_texts: usize,
+}
+
+pub struct Corpus {
+    /// Distinct ids, in order of first appearance.
+    pub ids: Vec<String>,
+    /// The row holding each id's text (its last row).
+    id_row: Vec<usize>,
+    /// The distinct text of each id.
+    id_text: Vec<usize>,
+    texts: Vec<String>,
+    rows: Vec<String>,
+    pub stats: CorpusStats,
+}
+
+impl Corpus {
+    pub fn new(docs: Vec<Document>) -> Self {
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let (mut ids, mut id_row) = (Vec::new(), Vec::new());
+        for (row, doc) in docs.iter().enumerate() {
+            match index.get(&doc.id) {
+                Some(&i) => id_row[i] = row,
+                None => {
+                    index.insert(doc.id.clone(), ids.len());
+                    ids.push(doc.id.clone());
+                    id_row.push(row);
+                }
+            }
+        }
+        let mut text_index: HashMap<&str, usize> = HashMap::new();
+        let mut texts = Vec::new();
+        let id_text = id_row
+            .iter()
+            .map(|&row| {
+                let text = docs[row].text.as_str();
+                *text_index.entry(text).or_insert_with(|| {
+                    texts.push(text.to_string());
+                    texts.len() - 1
+                })
+            })
+            .collect();
+        let stats = CorpusStats {
+            rows: docs.len(),
+            distinct_ids: ids.len(),
+            id_collisions: docs.len() - ids.len(),
+            distinct_texts: texts.len(),
+        };
+        let rows = docs.into_iter().map(|d| d.text).collect();
+        Self {
+            ids,
+            id_row,
+            id_text,
+            texts,
+            rows,
+            stats,
+        }
+    }
+
+    /// Row indices of `ids` in this corpus; ids it does not hold are ignored.
+    pub fn indices<'a>(&self, ids: impl Iterator<Item = &'a String>) -> HashSet<u32> {
+        let lookup: HashMap<&str, u32> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i as u32))
+            .collect();
+        ids.filter_map(|id| lookup.get(id.as_str()).copied()).collect()
+    }
+}
+
+pub enum Retriever {
+    Dense(Box<DenseRetriever>),
+    Bm25(Bm25Params),
+}
+
+pub struct DenseRetriever {
+    pub embedder: Embedder,
+    pub cache: EmbeddingCache,
+    pub batch_size: usize,
+    pub query_max_length: Option<usize>,
+    pub doc_max_length: Option<usize>,
+}
+
+impl Retriever {
+    pub fn name(&self) -> String {
+        match self {
+            Self::Dense(d) => d.embedder.info().path.clone(),
+            Self::Bm25(_) => "bm25".into(),
+        }
+    }
+
+    /// The best `k` corpus ids (as indices into `corpus.ids`) for each query,
+    /// excluded ids removed before the cut.
+    pub fn retrieve(
+        &mut self,
+        corpus: &Corpus,
+        queries: &[String],
+        exclusions: &[HashSet<u32>],
+        k: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Vec<Hit>>> {
+        match self {
+            Self::Dense(dense) => dense.retrieve(corpus, queries, exclusions, k, progress),
+            Self::Bm25(params) => {
+                progress.start("BM25 index", 1);
+                let rows: Vec<&str> = corpus.rows.iter().map(String::as_str).collect();
+                let index = Bm25Index::build(&rows, *params);
+                progress.finish();
+                progress.start("queries", queries.len());
+                let empty = HashSet::new();
+                let hits = queries
+                    .iter()
+                    .enumerate()
+                    .map(|(q, query)| {
+                        let row_scores = index.scores(query);
+                        let scores: Vec<f32> = corpus.id_row.iter().map(|&row| row_scores[row]).collect();
+                        progress.update(q + 1);
+                        top_k_of(&scores, k, exclusions.get(q).unwrap_or(&empty))
+                    })
+                    .collect();
+                progress.finish();
+                Ok(hits)
+            }
+        }
+    }
+}
+
+impl DenseRetriever {
+    fn retrieve(
+        &mut self,
+        corpus: &Corpus,
+        queries: &[String],
+        exclusions: &[HashSet<u32>],
+        k: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let default_length = self.embedder.info().max_length;
+        let texts: Vec<&str> = corpus.texts.iter().map(String::as_str).collect();
+        let docs = self.embed(
+            "documents",
+            &texts,
+            self.doc_max_length.unwrap_or(default_length),
+            progress,
+        )?;
+        let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
+        let queries = self.embed(
+            "queries",
+            &queries,
+            self.query_max_length.unwrap_or(default_length),
+            progress,
+        )?;
+        self.embedder.set_max_length(default_length)?;
+        let dim = self.embedder.dimensions();
+        // One vector per id: distinct texts fanned out.
+        let mut by_id = Vec::with_capacity(corpus.ids.len() * dim);
+        for &t in &corpus.id_text {
+            by_id.extend_from_slice(&docs[t * dim..(t + 1) * dim]);
+        }
+        progress.start("search", 1);
+        let hits = search(&queries, &by_id, dim, k, exclusions);
+        progress.finish();
+        Ok(hits)
+    }
+
+    fn embed(
+        &mut self,
+        label: &str,
+        texts: &[&str],
+        max_length: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<f32>> {
+        self.embedder.set_max_length(max_length)?;
+        progress.start(label, texts.len());
+        let vectors = self
+            .cache
+            .embed(&self.embedder, texts, self.batch_size, |done, _| progress.update(done))?;
+        progress.finish();
+        Ok(vectors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(id: &str, text: &str) -> Document {
+        Document {
+            id: id.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn repeated_ids_keep_their_last_text_and_texts_are_shared() {
+        let corpus = Corpus::new(vec![
+            doc("a", "one"),
+            doc("b", "two"),
+            doc("a", "three"),
+            doc("c", "two"),
+        ]);
+        assert_eq!(corpus.ids, vec!["a", "b", "c"]);
+        assert_eq!(
+            corpus.stats,
+            CorpusStats {
+                rows: 4,
+                distinct_ids: 3,
+                id_collisions: 1,
+                distinct_texts: 2
+            }
+        );
+        assert_eq!(corpus.texts[corpus.id_text[0]], "three");
+        assert_eq!(corpus.id_text[1], corpus.id_text[2]);
+        assert_eq!(
+            corpus.indices(["c".to_string(), "zzz".to_string()].iter()),
+            HashSet::from([2])
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! The passage index behind `reasonembed search`: a corpus (a folder of text
+//! and Markdown files, or a JSONL file of documents) split into passages and
+//! embedded, stored in a directory and updated incrementally — a source whose
+//! content is unchanged keeps its vectors; new and changed sources are
+//! embedded; deleted ones are dropped.
+//!
+//! The directory holds `manifest.json` and `embeddings-<generation>.npy`. A
+//! new generation's vectors are written first and the manifest that points
+//! at them is renamed into place last, so an interrupted update leaves the
+//! previous index intact.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use reasonembed_data::atomic;
+use reasonembed_data::jsonl::{for_each_object, id_field, string_field};
+use reasonembed_models::Embedder;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result, io};
+use crate::passages::split;
+use crate::progress::Progress;
+use crate::topk::{Hit, search};
+
+const MANIFEST: &str = "manifest.json";
+const VERSION: u32 = 1;
+/// Extensions indexed in a folder corpus.
+const TEXT_EXTENSIONS: [&str; 5] = ["txt", "md", "markdown", "rst", "text"];
+
+/// One passage as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredPassage {
+    pub line: usize,
+    pub text: String,
+}
+
+/// A file of a folder corpus, or a document of a JSONL corpus.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Source {
+    /// The file path relative to the corpus folder, or the document id.
+    name: String,
+    sha256: String,
+    passages: Vec<StoredPassage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    corpus: String,
+    /// Hash of the model identity and settings; another model means a rebuild.
+    model_key: String,
+    model: serde_json::Value,
+    dim: usize,
+    passage_words: usize,
+    generation: u64,
+    sources: Vec<Source>,
+}
+
+/// Passages and vectors of the previous index, by (source name, content hash).
+type Reusable<'a> = HashMap<(String, String), (Vec<StoredPassage>, &'a [f32])>;
+
+/// What an update did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateStats {
+    pub sources: usize,
+    pub passages: usize,
+    pub added_or_changed: usize,
+    pub removed: usize,
+    pub embedded_passages: usize,
+}
+
+/// A search result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub score: f32,
+    pub source: String,
+    pub line: usize,
+    pub text: String,
+}
+
+pub struct PassageIndex {
+    manifest: Manifest,
+    embeddings: Vec<f32>,
+    /// (source, passage) of each embedding row.
+    rows: Vec<(usize, usize)>,
+}
+
+impl PassageIndex {
+    /// Opens the index in `dir` and brings it up to date with `corpus`.
+    pub fn update(
+        dir: &Path,
+        corpus: &Path,
+        embedder: &Embedder,
+        passage_words: usize,
+        batch_size: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<(Self, UpdateStats)> {
+        let model = model_settings(embedder);
+        let model_key = hex::encode(Sha256::digest(format!(
+            "{}{model}",
+            crate::cache::weights_fingerprint(embedder.weight_files())?
+        )));
+        let old = load(dir)?.filter(|(m, _)| {
+            m.model_key == model_key && m.passage_words == passage_words && m.dim == embedder.dimensions()
+        });
+        let (old_manifest, old_vectors) = match old {
+            Some((m, v)) => (Some(m), v),
+            None => (None, Vec::new()),
+        };
+        let dim = embedder.dimensions();
+        // Old vectors by source content, to reuse whatever did not change.
+        let mut reusable: Reusable = HashMap::new();
+        if let Some(m) = &old_manifest {
+            let mut offset = 0;
+            for s in &m.sources {
+                let len = s.passages.len() * dim;
+                reusable.insert(
+                    (s.name.clone(), s.sha256.clone()),
+                    (s.passages.clone(), &old_vectors[offset..offset + len]),
+                );
+                offset += len;
+            }
+        }
+        let current = read_corpus(corpus)?;
+        let mut stats = UpdateStats {
+            sources: current.len(),
+            ..Default::default()
+        };
+        let mut sources = Vec::with_capacity(current.len());
+        let mut pending: Vec<(usize, usize)> = Vec::new(); // (source, passage) to embed
+        let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(current.len());
+        for (name, text) in current {
+            let sha = hex::encode(Sha256::digest(text.as_bytes()));
+            match reusable.remove(&(name.clone(), sha.clone())) {
+                Some((passages, v)) => {
+                    vectors.push(Some(v.to_vec()));
+                    sources.push(Source {
+                        name,
+                        sha256: sha,
+                        passages,
+                    });
+                }
+                None => {
+                    let passages: Vec<StoredPassage> = split(&text, passage_words)
+                        .into_iter()
+                        .map(|p| StoredPassage {
+                            line: p.line,
+                            text: p.text,
+                        })
+                        .collect();
+                    pending.extend((0..passages.len()).map(|p| (sources.len(), p)));
+                    stats.added_or_changed += 1;
+                    vectors.push(None);
+                    sources.push(Source {
+                        name,
+                        sha256: sha,
+                        passages,
+                    });
+                }
+            }
+        }
+        stats.removed = reusable.len();
+        stats.passages = sources.iter().map(|s| s.passages.len()).sum();
+        stats.embedded_passages = pending.len();
+
+        let changed = stats.added_or_changed > 0 || stats.removed > 0 || old_manifest.is_none();
+        let texts: Vec<&str> = pending
+            .iter()
+            .map(|&(s, p)| sources[s].passages[p].text.as_str())
+            .collect();
+        progress.start("passages", texts.len());
+        let fresh = if texts.is_empty() {
+            Vec::new()
+        } else {
+            embedder
+                .encode(&texts, batch_size, |done, _| progress.update(done))?
+                .data
+        };
+        progress.finish();
+
+        // Assemble rows in source order.
+        let mut fresh_rows = fresh.chunks(dim.max(1));
+        let mut embeddings = Vec::with_capacity(stats.passages * dim);
+        for (source, v) in sources.iter().zip(vectors) {
+            match v {
+                Some(v) => embeddings.extend_from_slice(&v),
+                None => (0..source.passages.len()).for_each(|_| {
+                    embeddings.extend_from_slice(fresh_rows.next().expect("one row per pending passage"))
+                }),
+            }
+        }
+        let generation = old_manifest.as_ref().map_or(0, |m| m.generation + u64::from(changed));
+        let manifest = Manifest {
+            version: VERSION,
+            corpus: corpus.display().to_string(),
+            model_key,
+            model,
+            dim,
+            passage_words,
+            generation,
+            sources,
+        };
+        if changed {
+            save(dir, &manifest, &embeddings, old_manifest.as_ref().map(|m| m.generation))?;
+        }
+        let rows = manifest
+            .sources
+            .iter()
+            .enumerate()
+            .flat_map(|(s, src)| (0..src.passages.len()).map(move |p| (s, p)))
+            .collect();
+        Ok((
+            Self {
+                manifest,
+                embeddings,
+                rows,
+            },
+            stats,
+        ))
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The `k` passages closest to each query vector.
+    pub fn search(&self, queries: &[f32], k: usize) -> Vec<Vec<SearchHit>> {
+        search(queries, &self.embeddings, self.manifest.dim, k, &[])
+            .into_iter()
+            .map(|hits| hits.into_iter().map(|h| self.hit(h)).collect())
+            .collect()
+    }
+
+    fn hit(&self, hit: Hit) -> SearchHit {
+        let (s, p) = self.rows[hit.index as usize];
+        let source = &self.manifest.sources[s];
+        SearchHit {
+            score: hit.score,
+            source: source.name.clone(),
+            line: source.passages[p].line,
+            text: source.passages[p].text.clone(),
+        }
+    }
+}
+
+/// Every setting of the embedder that changes its vectors.
+fn model_settings(embedder: &Embedder) -> serde_json::Value {
+    let mut info = serde_json::to_value(embedder.info()).expect("model info serialises");
+    info.as_object_mut().map(|o| o.remove("path"));
+    info
+}
+
+/// `(name, text)` of every source: the text files of a folder (sorted by
+/// path) or the documents of a JSONL file.
+fn read_corpus(corpus: &Path) -> Result<Vec<(String, String)>> {
+    if corpus.is_file() {
+        if corpus.extension().is_some_and(|e| e == "jsonl") {
+            let mut docs = Vec::new();
+            for_each_object(corpus, |at, obj| {
+                let id = id_field(&obj, &["_id", "id", "docid"], at)?;
+                let text = string_field(&obj, &["text", "content", "contents"], at)?;
+                let title = obj.get("title").and_then(|t| t.as_str()).unwrap_or("");
+                docs.push((id, format!("{title} {text}").trim().to_string()));
+                Ok(())
+            })?;
+            return Ok(docs);
+        }
+        let text = std::fs::read_to_string(corpus).map_err(io(corpus))?;
+        return Ok(vec![(
+            corpus
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            text,
+        )]);
+    }
+    if !corpus.is_dir() {
+        return Err(Error::Invalid {
+            path: corpus.into(),
+            message: "corpus not found: expected a folder of text/Markdown files or a .jsonl file".into(),
+        });
+    }
+    let mut files = Vec::new();
+    collect_files(corpus, &mut files)?;
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            let text = String::from_utf8(bytes).map_err(|e| Error::Invalid {
+                path: path.clone(),
+                message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            })?;
+            let name = path.strip_prefix(corpus).unwrap_or(&path).display().to_string();
+            Ok((name, text))
+        })
+        .collect()
+}
+
+/// Text files under `dir`, skipping hidden entries (and so our own index).
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| TEXT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn embeddings_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("embeddings-{generation}.npy"))
+}
+
+fn load(dir: &Path) -> Result<Option<(Manifest, Vec<f32>)>> {
+    let path = dir.join(MANIFEST);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let manifest: Manifest = match serde_json::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("{}: unreadable index manifest ({e}); rebuilding", path.display());
+            return Ok(None);
+        }
+    };
+    if manifest.version != VERSION {
+        return Ok(None);
+    }
+    let vectors_path = embeddings_path(dir, manifest.generation);
+    let tensor = Tensor::read_npy(&vectors_path).map_err(|e| Error::Invalid {
+        path: vectors_path.clone(),
+        message: format!("unreadable index vectors ({e})"),
+    })?;
+    let vectors = tensor
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| Error::Invalid {
+            path: vectors_path,
+            message: e.to_string(),
+        })?;
+    Ok(Some((manifest, vectors)))
+}
+
+fn save(dir: &Path, manifest: &Manifest, embeddings: &[f32], previous: Option<u64>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let vectors_path = embeddings_path(dir, manifest.generation);
+    let file = atomic::AtomicFile::create(&vectors_path)?;
+    let rows = embeddings.len() / manifest.dim.max(1);
+    let tensor = Tensor::from_slice(embeddings, (rows, manifest.dim), &Device::Cpu).map_err(|e| Error::Invalid {
+        path: vectors_path.clone(),
+        message: e.to_string(),
+    })?;
+    tensor.write_npy(file.temp_path()).map_err(|e| Error::Invalid {
+        path: vectors_path.clone(),
+        message: e.to_string(),
+    })?;
+    file.commit()?;
+    let json = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
+    atomic::write(&dir.join(MANIFEST), &json)?;
+    if let Some(old) = previous.filter(|&g| g != manifest.generation) {
+        let _ = std::fs::remove_file(embeddings_path(dir, old));
+    }
+    Ok(())
+}
