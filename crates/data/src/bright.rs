@@ -80,6 +80,14 @@ impl BrightData {
     /// The files holding `task` in `config`: parquet shards, else a JSONL file.
     pub fn files(&self, config: &str, task: &str) -> Result<Vec<PathBuf>, DataError> {
         let dir = self.root.join(config);
+        if !dir.is_dir() {
+            let hint = if config.ends_with("documents") {
+                "BRIGHT's corpora are distributed apart from its queries: add the Hub's documents/ (and long_documents/) folders"
+            } else {
+                "expected a folder per config, as in the Hub layout"
+            };
+            return Err(DataError::File { path: dir, message: format!("no '{config}' folder ({hint})") });
+        }
         let prefix = format!("{task}-");
         let mut shards: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|source| DataError::Io {

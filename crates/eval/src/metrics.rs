@@ -93,13 +93,11 @@ pub fn rank(qid: &str, docs: &[(String, f64)]) -> Result<Vec<(String, f64)>, Str
         return Err(format!("query {qid}: document {doc} is retrieved twice"));
     }
     let mut ranked = docs.to_vec();
-    // trec_eval keeps scores as C floats: doubles that round to the same
-    // float tie, and the tie goes to the larger document id.
-    ranked.sort_by(|a, b| {
-        (b.1 as f32)
-            .total_cmp(&(a.1 as f32))
-            .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
-    });
+    // trec_eval keeps scores as C floats and compares them with `<`: doubles
+    // that round to the same float tie, -0 ties +0 (adding 0.0 folds them),
+    // and a tie goes to the larger document id.
+    let key = |score: f64| score as f32 + 0.0;
+    ranked.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
     Ok(ranked)
 }
 

@@ -161,7 +161,9 @@ impl PassageIndex {
                 }
             }
         }
-        stats.removed = reusable.len();
+        // Sources gone from the corpus (a changed source is not "removed").
+        let current_names: std::collections::HashSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        stats.removed = reusable.keys().filter(|(name, _)| !current_names.contains(name.as_str())).count();
         stats.passages = sources.iter().map(|s| s.passages.len()).sum();
         stats.embedded_passages = pending.len();
 
