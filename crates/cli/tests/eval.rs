@@ -91,12 +91,24 @@ fn eval_bright_writes_results_runs_and_comparisons() {
         .flat_map(|e| e.excluded_ids.into_iter().map(move |d| (e.id.clone(), d)))
         .collect();
     let run = std::fs::read_to_string(out_dir.join("runs/leetcode.trec")).unwrap();
-    let corpus: std::collections::HashSet<String> = data.documents("leetcode", false).unwrap().into_iter().map(|d| d.id).collect();
+    let corpus: std::collections::HashSet<String> = data
+        .documents("leetcode", false)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
     let retrievable = 8 * corpus.len() - excluded.iter().filter(|(_, d)| corpus.contains(d)).count();
-    assert_eq!(run.lines().count(), retrievable, "every non-excluded document, for each query");
+    assert_eq!(
+        run.lines().count(),
+        retrievable,
+        "every non-excluded document, for each query"
+    );
     for line in run.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        assert!(!excluded.contains(&(fields[0].to_string(), fields[2].to_string())), "{line}");
+        assert!(
+            !excluded.contains(&(fields[0].to_string(), fields[2].to_string())),
+            "{line}"
+        );
     }
     assert!(out_dir.join("results.md").exists());
 }

@@ -86,7 +86,10 @@ impl BrightData {
             } else {
                 "expected a folder per config, as in the Hub layout"
             };
-            return Err(DataError::File { path: dir, message: format!("no '{config}' folder ({hint})") });
+            return Err(DataError::File {
+                path: dir,
+                message: format!("no '{config}' folder ({hint})"),
+            });
         }
         let prefix = format!("{task}-");
         let mut shards: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -90,21 +90,26 @@ pub struct BeirDataset {
 }
 
 impl BeirDataset {
+    /// `dir/corpus.jsonl`, `dir/queries.jsonl` and `dir/qrels/<split>.tsv`.
     pub fn open(dir: &Path, split: &str) -> Result<Self, DataError> {
-        let need = |p: std::path::PathBuf| -> Result<std::path::PathBuf, DataError> {
-            if p.exists() {
-                Ok(p)
-            } else {
-                Err(DataError::File {
-                    path: p,
-                    message: "file not found (expected a BEIR folder)".into(),
-                })
+        let qrels = dir.join("qrels").join(format!("{split}.tsv"));
+        Self::from_files(&dir.join("corpus.jsonl"), &dir.join("queries.jsonl"), &qrels)
+    }
+
+    /// A user's own corpus, queries and qrels files.
+    pub fn from_files(corpus: &Path, queries: &Path, qrels: &Path) -> Result<Self, DataError> {
+        for path in [corpus, queries, qrels] {
+            if !path.exists() {
+                return Err(DataError::File {
+                    path: path.into(),
+                    message: "file not found".into(),
+                });
             }
-        };
+        }
         Ok(Self {
-            corpus: read_corpus(&need(dir.join("corpus.jsonl"))?)?,
-            queries: read_queries(&need(dir.join("queries.jsonl"))?)?,
-            qrels: read_any_qrels(&need(dir.join("qrels").join(format!("{split}.tsv")))?)?,
+            corpus: read_corpus(corpus)?,
+            queries: read_queries(queries)?,
+            qrels: read_any_qrels(qrels)?,
         })
     }
 }

@@ -97,7 +97,11 @@ pub fn rank(qid: &str, docs: &[(String, f64)]) -> Result<Vec<(String, f64)>, Str
     // that round to the same float tie, -0 ties +0 (adding 0.0 folds them),
     // and a tie goes to the larger document id.
     let key = |score: f64| score as f32 + 0.0;
-    ranked.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)).then_with(|| b.0.as_bytes().cmp(a.0.as_bytes())));
+    ranked.sort_by(|a, b| {
+        key(b.1)
+            .total_cmp(&key(a.1))
+            .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
+    });
     Ok(ranked)
 }
 

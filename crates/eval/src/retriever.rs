@@ -108,13 +108,6 @@ pub struct DenseRetriever {
 }
 
 impl Retriever {
-    pub fn name(&self) -> String {
-        match self {
-            Self::Dense(d) => d.embedder.info().path.clone(),
-            Self::Bm25(_) => "bm25".into(),
-        }
-    }
-
     /// The best `k` corpus ids (as indices into `corpus.ids`) for each query,
     /// excluded ids removed before the cut.
     pub fn retrieve(

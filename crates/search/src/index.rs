@@ -102,7 +102,10 @@ impl PassageIndex {
             "{}{model}",
             crate::cache::weights_fingerprint(embedder.weight_files())?
         )));
-        let old = load(dir)?.filter(|(m, _)| {
+        let previous = load(dir)?;
+        let previous_generation = previous.as_ref().map(|(m, _)| m.generation);
+        // Another model or passage size makes the old vectors useless.
+        let old = previous.filter(|(m, _)| {
             m.model_key == model_key && m.passage_words == passage_words && m.dim == embedder.dimensions()
         });
         let (old_manifest, old_vectors) = match old {
@@ -163,7 +166,10 @@ impl PassageIndex {
         }
         // Sources gone from the corpus (a changed source is not "removed").
         let current_names: std::collections::HashSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-        stats.removed = reusable.keys().filter(|(name, _)| !current_names.contains(name.as_str())).count();
+        stats.removed = reusable
+            .keys()
+            .filter(|(name, _)| !current_names.contains(name.as_str()))
+            .count();
         stats.passages = sources.iter().map(|s| s.passages.len()).sum();
         stats.embedded_passages = pending.len();
 
@@ -193,7 +199,7 @@ impl PassageIndex {
                 }),
             }
         }
-        let generation = old_manifest.as_ref().map_or(0, |m| m.generation + u64::from(changed));
+        let generation = previous_generation.map_or(0, |g| g + u64::from(changed));
         let manifest = Manifest {
             version: VERSION,
             corpus: corpus.display().to_string(),
@@ -205,7 +211,7 @@ impl PassageIndex {
             sources,
         };
         if changed {
-            save(dir, &manifest, &embeddings, old_manifest.as_ref().map(|m| m.generation))?;
+            save(dir, &manifest, &embeddings, previous_generation)?;
         }
         let rows = manifest
             .sources

@@ -116,14 +116,24 @@ struct BrightArgs {
     compare: Option<String>,
 }
 
-/// Evaluate on a BEIR-style collection (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+/// Evaluate on a BEIR-style collection (corpus.jsonl, queries.jsonl, qrels/<split>.tsv),
+/// or on your own corpus, queries and qrels files.
 #[derive(clap::Args, Debug)]
 struct BeirArgs {
     #[command(flatten)]
     run: RunArgs,
     /// BEIR folder.
+    #[arg(long, required_unless_present_all = ["corpus", "queries", "qrels"], conflicts_with_all = ["corpus", "queries", "qrels"])]
+    data: Option<PathBuf>,
+    /// Corpus JSONL (`_id`/`id`, `text`/`content`, optional `title`), instead of --data.
+    #[arg(long, requires_all = ["queries", "qrels"])]
+    corpus: Option<PathBuf>,
+    /// Queries JSONL (`_id`/`id`, `text`/`query`).
     #[arg(long)]
-    data: PathBuf,
+    queries: Option<PathBuf>,
+    /// Qrels: TREC (`qid iter docid rel`) or BEIR TSV.
+    #[arg(long)]
+    qrels: Option<PathBuf>,
     /// Qrels split.
     #[arg(long, default_value = "test")]
     split: String,
@@ -285,10 +295,13 @@ fn bright(args: BrightArgs) -> Result<()> {
 
 fn beir_eval(args: BeirArgs) -> Result<()> {
     let start = Instant::now();
-    let dataset = BeirDataset::open(&args.data, &args.split)?;
-    let name = args
-        .data
-        .file_name()
+    let (dataset, source) = match (&args.data, &args.corpus, &args.queries, &args.qrels) {
+        (Some(dir), ..) => (BeirDataset::open(dir, &args.split)?, dir.clone()),
+        (None, Some(c), Some(q), Some(r)) => (BeirDataset::from_files(c, q, r)?, c.clone()),
+        _ => bail!("give a BEIR folder with --data, or --corpus, --queries and --qrels"),
+    };
+    let name = source
+        .file_stem()
         .map_or("beir".into(), |n| n.to_string_lossy().into_owned());
     let mut retriever = retriever(&args.run)?;
     let prompt = match (&args.instruction, &args.prompt_name, &retriever) {
@@ -305,7 +318,7 @@ fn beir_eval(args: BeirArgs) -> Result<()> {
     let result = beir::evaluate(&mut retriever, &name, dataset, &prompt, args.run.top_k, &mut bars)?;
     let settings = json!({ "split": args.split, "top_k": args.run.top_k, "query_prompt": prompt,
         "query_max_length": args.run.query_max_length, "doc_max_length": args.run.doc_max_length });
-    let dataset = json!({ "name": name, "source": args.data.display().to_string() });
+    let dataset = json!({ "name": name, "source": source.display().to_string() });
     let report = Report::new(
         "BEIR",
         model_json(&retriever, &args.run.model.model),
