@@ -116,6 +116,11 @@ fn eval_bright_writes_results_runs_and_comparisons() {
 #[test]
 fn eval_bright_without_a_corpus_says_so() {
     let shared = repo_root().join("../shared/data/bright");
+    assert!(
+        shared.is_dir(),
+        "this test needs the team's data folder at {}",
+        shared.display()
+    );
     let out = reasonembed(&[
         "eval",
         "bright",
