@@ -82,21 +82,23 @@ def load(data: Path):
     return corpus, queries, qrels
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minilm", type=Path, default=DEFAULT_MINILM, help="all-MiniLM-L6-v2 folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Cranfield in BEIR layout")
-    args = parser.parse_args()
+def setup_torch() -> None:
     torch.set_num_threads(1)  # deterministic, and leaves the other core free
     torch.use_deterministic_algorithms(True)
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
 
-    digest = hashlib.sha256((args.minilm / "model.safetensors").read_bytes()).hexdigest()
-    if digest != MINILM_SHA256:
-        sys.exit(f"{args.minilm}/model.safetensors has sha256 {digest}, expected {MINILM_SHA256}")
 
-    corpus, queries, qrels = load(args.data)
+def retrieve(minilm: Path, data: Path) -> dict:
+    """The procedure of the module docstring up to the run (also used by make_cranfield_split.py).
+    Returns {"corpus", "queries", "qrels", "run": {qid: {doc_id: score}} (top TOP_K),
+    "top10": {qid: [[doc_id, score]]}, "gaps": [10th - 11th score per query],
+    "distinct": [distinct document texts], "over": count of them longer than MAX_SEQ_LENGTH}."""
+    digest = hashlib.sha256((minilm / "model.safetensors").read_bytes()).hexdigest()
+    if digest != MINILM_SHA256:
+        sys.exit(f"{minilm}/model.safetensors has sha256 {digest}, expected {MINILM_SHA256}")
+
+    corpus, queries, qrels = load(data)
     assert len(corpus) == 1400 and len(queries) == 225 and sum(map(len, qrels.values())) == 1837
     doc_ids = [d["_id"] for d in corpus]
     assert len(set(doc_ids)) == len(doc_ids)
@@ -104,7 +106,7 @@ def main() -> int:
     distinct = list(dict.fromkeys(doc_texts))
     index = {t: i for i, t in enumerate(distinct)}
 
-    st = SentenceTransformer(str(args.minilm), device="cpu")
+    st = SentenceTransformer(str(minilm), device="cpu")
     assert st.max_seq_length == MAX_SEQ_LENGTH
     over = sum(len(ids) > MAX_SEQ_LENGTH for ids in st.tokenizer(distinct)["input_ids"])
 
@@ -124,6 +126,19 @@ def main() -> int:
         run[q["_id"]] = {doc_ids[i]: float(full[i]) for i in top}
         top10[q["_id"]] = [[doc_ids[i], float(full[i])] for i in top[:10]]
         gaps.append(float(full[order[9]] - full[order[10]]))
+    return {"corpus": corpus, "queries": queries, "qrels": qrels, "run": run, "top10": top10, "gaps": gaps,
+            "distinct": distinct, "over": over}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minilm", type=Path, default=DEFAULT_MINILM, help="all-MiniLM-L6-v2 folder")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Cranfield in BEIR layout")
+    args = parser.parse_args()
+    setup_torch()
+    r = retrieve(args.minilm, args.data)
+    corpus, queries, qrels, run, top10, gaps = (r[k] for k in ("corpus", "queries", "qrels", "run", "top10", "gaps"))
+    distinct, over = r["distinct"], r["over"]
 
     evaluated = pytrec_eval.RelevanceEvaluator(qrels, PYTREC_MEASURES).evaluate(run)
     per_query = {q["_id"]: {m: evaluated[q["_id"]][m] for m in MEASURES} for q in queries if q["_id"] in evaluated}

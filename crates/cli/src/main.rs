@@ -29,6 +29,7 @@ enum Command {
     Search(commands::search::Args),
     Embed(commands::embed::Args),
     Eval(commands::eval::Args),
+    Train(Box<commands::train::Args>),
     Pull(commands::pull::Args),
 }
 
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Search(args) => commands::search::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Train(args) => commands::train::run(*args),
         Command::Pull(args) => commands::pull::run(args),
     };
     match result {

@@ -11,7 +11,7 @@ pub fn bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     let template = format!(
-        "{{spinner}} {{prefix}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}})"
+        "{{spinner}} {{prefix}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}, ETA {{eta}}) {{msg}}"
     );
     bar.set_style(
         ProgressStyle::with_template(&template)
@@ -53,6 +53,12 @@ impl reasonembed_search::Progress for Bars {
     fn update(&mut self, done: usize) {
         if let Some(bar) = &self.current {
             bar.set_position(done as u64);
+        }
+    }
+
+    fn message(&mut self, message: &str) {
+        if let Some(bar) = &self.current {
+            bar.set_message(message.to_string());
         }
     }
 

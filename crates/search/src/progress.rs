@@ -8,6 +8,8 @@ pub trait Progress {
     fn update(&mut self, done: usize);
     /// The phase is over.
     fn finish(&mut self);
+    /// A status line for the current phase (e.g. the loss).
+    fn message(&mut self, _message: &str) {}
 }
 
 /// Reports nothing.

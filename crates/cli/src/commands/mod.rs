@@ -5,3 +5,4 @@ pub mod eval;
 pub mod pull;
 pub mod search;
 pub mod shared;
+pub mod train;

@@ -1,0 +1,163 @@
+//! `reasonembed train`: Redapter (or plain InfoNCE) training.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use reasonembed_train::TrainConfig;
+use serde::Serialize;
+
+use crate::progress::Bars;
+
+/// Train an embedder with Redapter (reasoning-intensity-weighted InfoNCE) or plain InfoNCE.
+///
+/// Data: FlagEmbedding JSONL files, one per domain (query, pos, neg, and optionally prompt,
+/// reasoning_query, train_group_size, batch_size). Defaults follow the ReasonEmbed recipe
+/// (print them with --print-config); a TOML file sets any of them, and every flag overrides
+/// the file. Writes metrics.jsonl, checkpoints, loss and reasoning-intensity plots, the
+/// model as a sentence-transformers folder and, for LoRA, a PEFT adapter into --output.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  reasonembed train --model minilm --data train/ --loss infonce --finetune full --output runs/minilm"
+)]
+pub struct Args {
+    /// A TOML file of settings (keys as printed by --print-config).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the resolved configuration (defaults, file and flags) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Continue from the latest checkpoint in --output.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// Every setting of the configuration, as a flag.
+#[derive(clap::Args, Debug, Serialize)]
+struct Settings {
+    /// Model to start from: a folder, a built-in name or a Hub id.
+    #[arg(short, long)]
+    model: Option<String>,
+    /// Training files or folders of them (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    data: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// redapter or infonce.
+    #[arg(long)]
+    loss: Option<String>,
+    #[arg(long)]
+    temperature: Option<f64>,
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Stop after this many steps (0: the whole schedule).
+    #[arg(long)]
+    max_steps: Option<u64>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Queries per batch (records' batch_size wins).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Passages per query: 1 positive + G−1 negatives (records' train_group_size wins).
+    #[arg(long)]
+    group_size: Option<usize>,
+    #[arg(long)]
+    query_max_length: Option<usize>,
+    #[arg(long)]
+    passage_max_length: Option<usize>,
+    /// Texts per forward pass.
+    #[arg(long)]
+    chunk_size: Option<usize>,
+    /// GradCache on (true) or off (false).
+    #[arg(long)]
+    grad_cache: Option<bool>,
+    /// lora or full.
+    #[arg(long)]
+    finetune: Option<String>,
+    #[arg(long)]
+    lora_rank: Option<usize>,
+    #[arg(long)]
+    lora_alpha: Option<f64>,
+    #[arg(long)]
+    lora_dropout: Option<f64>,
+    /// Module names (q_proj, query, …) or all-linear.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    lora_target_modules: Vec<String>,
+    /// Also write the model with the adapter merged.
+    #[arg(long)]
+    merge_lora: Option<bool>,
+    #[arg(long)]
+    redapter_start_step: Option<i64>,
+    /// clamp or none.
+    #[arg(long)]
+    redapter_mapping: Option<String>,
+    #[arg(long)]
+    redapter_clamp_min: Option<f64>,
+    #[arg(long)]
+    redapter_clamp_max: Option<f64>,
+    /// l1 or none.
+    #[arg(long)]
+    redapter_normalization: Option<String>,
+    #[arg(long)]
+    query_instruction_format: Option<String>,
+    /// Instruction for records without a prompt.
+    #[arg(long)]
+    instruction: Option<String>,
+    /// Drop other copies of a query's positive from its candidates.
+    #[arg(long)]
+    no_duplicates: Option<bool>,
+    /// Checkpoint every N steps (0: only at the end).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Skip invalid records (counted and reported) instead of failing.
+    #[arg(long)]
+    skip_invalid: Option<bool>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let overrides = serde_json::to_value(&args.settings).expect("settings serialise");
+    let cfg = TrainConfig::resolve(args.config.as_deref(), overrides).map_err(|e| anyhow!(e))?;
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    if cfg.data.is_empty() {
+        return Err(anyhow!(
+            "no training data: give --data FILE|DIR or `data` in the config file"
+        ));
+    }
+    let summary =
+        reasonembed_train::train(&cfg, args.resume, None, &mut Bars::new(args.quiet)).map_err(|e| anyhow!(e))?;
+    if summary.skipped_records > 0 {
+        eprintln!(
+            "skipped {} invalid records (see the warnings above)",
+            summary.skipped_records
+        );
+    }
+    eprintln!(
+        "trained {} steps{}",
+        summary.steps,
+        summary
+            .resumed_from
+            .map_or(String::new(), |s| format!(" (resumed at step {s})"))
+    );
+    for dir in summary.model_dir.iter().chain(&summary.adapter_dir) {
+        println!("{}", dir.display());
+    }
+    Ok(())
+}

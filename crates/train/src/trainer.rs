@@ -1,0 +1,368 @@
+//! The training loop: batches from the sampler, gradients (GradCache or
+//! plain), clipping, AdamW under the warm-up/decay schedule, a metrics line
+//! per step, checkpoints, and the trained model written out at the end.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Tensor;
+use reasonembed_models::nn::splitmix64;
+use reasonembed_models::{Embedder, EmbedderOptions, LoraConfig, ModelFolder, Trainable};
+use reasonembed_search::Progress;
+use serde::Serialize;
+
+use crate::checkpoint::{self, State};
+use crate::config::{Finetune, LossName, TrainConfig};
+use crate::data::{self, Domain};
+use crate::export;
+use crate::loss::Loss;
+use crate::optim::{AdamW, AdamWConfig, clip_grad_norm, linear_schedule, warmup_steps};
+use crate::sampler::{PlannedBatch, plan_epoch, sample_group};
+use crate::step::{StepBatch, StepOptions, gradients};
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub epoch: u64,
+    pub domain: String,
+    /// The loss back-propagated (weighted under Redapter).
+    pub loss: f64,
+    /// The plain mean of the per-query losses.
+    pub mean_loss: f64,
+    pub learning_rate: f64,
+    pub grad_norm: f64,
+    /// Raw reasoning intensity over the batch: min, mean, median, max.
+    pub ri: Option<[f64; 4]>,
+    pub passages: usize,
+    pub seconds: f64,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub steps: u64,
+    pub resumed_from: Option<u64>,
+    pub skipped_records: usize,
+    pub model_dir: Option<PathBuf>,
+    pub adapter_dir: Option<PathBuf>,
+}
+
+pub type Error = String;
+
+fn err(e: impl std::fmt::Display) -> Error {
+    e.to_string()
+}
+
+/// Trains as `cfg` says; with `resume`, continues from the latest checkpoint
+/// in `cfg.output`. `stop_after` ends the run early (after that many steps in
+/// this process) without writing the final model, as a kill would.
+pub fn train(
+    cfg: &TrainConfig,
+    resume: bool,
+    stop_after: Option<u64>,
+    progress: &mut dyn Progress,
+) -> Result<Summary, Error> {
+    let folder = ModelFolder::open(&reasonembed_models::source::resolve(&cfg.model).map_err(err)?).map_err(err)?;
+    let trainable = match cfg.finetune {
+        Finetune::Full => Trainable::All,
+        Finetune::Lora => Trainable::Lora(LoraConfig {
+            rank: cfg.lora_rank,
+            alpha: cfg.lora_alpha,
+            dropout: cfg.lora_dropout,
+            target_modules: cfg.lora_target_modules.clone(),
+        }),
+    };
+    let mut embedder = Embedder::load(
+        &folder,
+        EmbedderOptions {
+            trainable,
+            ..Default::default()
+        },
+    )
+    .map_err(err)?;
+    let (domains, skipped) = data::load(&cfg.data, cfg.loss == LossName::Redapter, cfg.skip_invalid).map_err(err)?;
+    for (reason, n) in &skipped.reasons {
+        tracing::warn!("skipped {n} invalid record(s): {reason}");
+    }
+    let per_epoch = plan_epoch(&domains, cfg.batch_size, cfg.group_size, cfg.seed, 0).len() as u64;
+    if per_epoch == 0 {
+        return Err(format!(
+            "no complete batch: every domain has fewer records than its batch size ({}); lower --batch-size",
+            cfg.batch_size
+        ));
+    }
+    let mut total = per_epoch * cfg.epochs;
+    if cfg.max_steps > 0 {
+        total = total.min(cfg.max_steps);
+    }
+    let warmup = warmup_steps(total, cfg.warmup_ratio);
+    let params = embedder.trainable_vars();
+    init_lora(&params, cfg.seed).map_err(err)?;
+    let mut optimizer = AdamW::new(AdamWConfig {
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    });
+    let loss = Loss {
+        temperature: cfg.temperature,
+        kind: cfg.loss_kind(),
+    };
+
+    std::fs::create_dir_all(&cfg.output).map_err(|e| format!("{}: {e}", cfg.output.display()))?;
+    let mut start = 0;
+    let mut resumed_from = None;
+    if resume && let Some(dir) = checkpoint::latest(&cfg.output) {
+        let state = checkpoint::load(&dir, &params, &mut optimizer)?;
+        if !same_run(&state.config, cfg) {
+            return Err(format!(
+                "{}: the checkpoint was made with other settings; use another --output or the same configuration",
+                dir.display()
+            ));
+        }
+        start = state.step;
+        resumed_from = Some(start);
+        tracing::info!("resuming from {} (step {start} of {total})", dir.display());
+    }
+    let metrics_path = cfg.output.join("metrics.jsonl");
+    let mut metrics = open_metrics(&metrics_path, start)?;
+
+    progress.start("steps", total as usize);
+    progress.update(start as usize);
+    let mut plan: Option<(u64, Vec<PlannedBatch>)> = None;
+    for (done_here, step) in (start..total).enumerate() {
+        if stop_after.is_some_and(|n| done_here as u64 >= n) {
+            progress.finish();
+            return Ok(Summary {
+                steps: step,
+                resumed_from,
+                skipped_records: skipped.total(),
+                model_dir: None,
+                adapter_dir: None,
+            });
+        }
+        let started = Instant::now();
+        let epoch = step / per_epoch;
+        if plan.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            plan = Some((
+                epoch,
+                plan_epoch(&domains, cfg.batch_size, cfg.group_size, cfg.seed, epoch),
+            ));
+        }
+        let planned = &plan.as_ref().expect("planned above").1[(step % per_epoch) as usize];
+        let batch = materialize(&mut embedder, cfg, &domains, planned, [cfg.seed, epoch, step, 0]).map_err(err)?;
+        let options = StepOptions {
+            chunk: cfg.chunk_size,
+            cached: cfg.grad_cache,
+            seed: cfg.seed ^ step.wrapping_mul(0x9E37_79B9),
+        };
+        let (mut grads, out) = gradients(&embedder, &batch, &loss, step, &options).map_err(err)?;
+        let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm).map_err(err)?;
+        let learning_rate = cfg.learning_rate * linear_schedule(step, warmup, total);
+        optimizer.step(&params, &grads, learning_rate).map_err(err)?;
+
+        let line = StepMetrics {
+            step,
+            epoch,
+            domain: domains[planned.domain].name.clone(),
+            loss: out
+                .loss
+                .to_dtype(candle_core::DType::F64)
+                .and_then(|l| l.to_scalar::<f64>())
+                .map_err(err)?,
+            mean_loss: out.per_query.iter().sum::<f64>() / out.per_query.len().max(1) as f64,
+            learning_rate,
+            grad_norm,
+            ri: out.ri.as_deref().map(stats),
+            passages: batch.passages.len(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        writeln!(metrics, "{}", serde_json::to_string(&line).expect("metrics serialise")).map_err(err)?;
+        metrics.flush().map_err(err)?;
+        progress.update(step as usize + 1);
+        progress.message(&status(&line));
+        let finished = step + 1;
+        if cfg.checkpoint_every > 0 && finished % cfg.checkpoint_every == 0 && finished < total {
+            checkpoint::save(
+                &cfg.output,
+                &params,
+                &optimizer,
+                &State {
+                    step: finished,
+                    total_steps: total,
+                    config: cfg.clone(),
+                },
+            )?;
+        }
+    }
+    progress.finish();
+    checkpoint::save(
+        &cfg.output,
+        &params,
+        &optimizer,
+        &State {
+            step: total,
+            total_steps: total,
+            config: cfg.clone(),
+        },
+    )?;
+    let (model_dir, adapter_dir) = export::write(&folder, &embedder, cfg, &domains)?;
+    crate::plot::write(&metrics_path, &cfg.output)?;
+    Ok(Summary {
+        steps: total,
+        resumed_from,
+        skipped_records: skipped.total(),
+        model_dir,
+        adapter_dir,
+    })
+}
+
+/// Draws every LoRA `A` again from `seed` (PEFT's Kaiming-uniform bound
+/// 1/√fan_in), so that runs with the same seed start identically; candle's
+/// own initialisation draws from an unseeded generator. `B` stays zero.
+fn init_lora(params: &[(String, candle_core::Var)], seed: u64) -> candle_core::Result<()> {
+    for (name, var) in params.iter().filter(|(n, _)| n.ends_with("lora_A.weight")) {
+        let (rank, fan_in) = var.dims2()?;
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        // FNV-1a of the name, so each adapter has its own stream.
+        let mut state = name.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+        let values: Vec<f32> = (0..rank * fan_in)
+            .map(|_| ((splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * bound)
+            .map(|v| v as f32)
+            .collect();
+        var.set(&Tensor::from_vec(values, (rank, fan_in), var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
+}
+
+/// Whether a checkpoint's settings describe this run (the output folder and
+/// the step limit may change between sessions).
+fn same_run(saved: &TrainConfig, current: &TrainConfig) -> bool {
+    let strip = |c: &TrainConfig| TrainConfig {
+        max_steps: 0,
+        output: PathBuf::new(),
+        checkpoint_every: 0,
+        ..c.clone()
+    };
+    strip(saved) == strip(current)
+}
+
+/// `metrics.jsonl`, keeping only the lines of steps before `start` (a killed
+/// run may have logged steps that its last checkpoint does not hold).
+fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File, Error> {
+    let kept: Vec<String> = std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step < start))
+        .map(str::to_string)
+        .collect();
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    reasonembed_data::atomic::write(path, text.as_bytes()).map_err(err)?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn stats(values: &[f64]) -> [f64; 4] {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    [sorted[0], values.iter().sum::<f64>() / n as f64, median, sorted[n - 1]]
+}
+
+fn status(m: &StepMetrics) -> String {
+    let ri = m.ri.map_or(String::new(), |r| {
+        format!(" RI {:.2}/{:.2}/{:.2}/{:.2}", r[0], r[1], r[2], r[3])
+    });
+    format!(
+        "loss {:.4} lr {:.2e}{ri} {:.0} passages/s",
+        m.loss,
+        m.learning_rate,
+        m.passages as f64 / m.seconds.max(1e-9)
+    )
+}
+
+/// The texts of a planned batch, tokenised with each side's max length.
+fn materialize(
+    embedder: &mut Embedder,
+    cfg: &TrainConfig,
+    domains: &[Domain],
+    planned: &PlannedBatch,
+    key: [u64; 4],
+) -> reasonembed_models::Result<StepBatch> {
+    let domain = &domains[planned.domain];
+    let (mut queries, mut reasoning, mut passages) = (Vec::new(), Vec::new(), Vec::new());
+    for (j, &r) in planned.records.iter().enumerate() {
+        let record = &domain.records[r];
+        let instruction = record.prompt.as_deref().unwrap_or(&cfg.instruction);
+        queries.push(cfg.format_query(instruction, &record.query));
+        if let Some(rq) = &record.reasoning_query {
+            reasoning.push(cfg.format_query(instruction, rq));
+        }
+        let (pos, negs) = sample_group(
+            record.pos.len(),
+            record.neg.len(),
+            planned.group,
+            [key[0], key[1], key[2], j as u64],
+        );
+        passages.push(record.pos[pos].as_str());
+        passages.extend(negs.iter().map(|&n| record.neg[n].as_str()));
+        if record.neg.is_empty() && planned.group > 1 {
+            return Err(reasonembed_models::Error::Input(format!(
+                "{}: the record has no negatives but the group size is {}",
+                record.at, planned.group
+            )));
+        }
+    }
+    let exclude = cfg
+        .no_duplicates
+        .then(|| duplicate_mask(&passages, planned.group, embedder.device()))
+        .transpose()?;
+    embedder.set_max_length(cfg.query_max_length)?;
+    let query_ids = embedder.tokenize(&as_refs(&queries))?;
+    let reasoning_ids = if reasoning.len() == queries.len() {
+        Some(embedder.tokenize(&as_refs(&reasoning))?)
+    } else {
+        None
+    };
+    embedder.set_max_length(cfg.passage_max_length)?;
+    let passage_ids = embedder.tokenize(&passages)?;
+    Ok(StepBatch {
+        queries: query_ids,
+        passages: passage_ids,
+        reasoning: reasoning_ids,
+        group: planned.group,
+        exclude,
+    })
+}
+
+fn as_refs(texts: &[String]) -> Vec<&str> {
+    texts.iter().map(String::as_str).collect()
+}
+
+/// `[B, B·G]`: 1 where a passage is another copy of query i's positive (a
+/// false negative), 0 elsewhere.
+fn duplicate_mask(passages: &[&str], group: usize, device: &candle_core::Device) -> reasonembed_models::Result<Tensor> {
+    let b = passages.len() / group;
+    let mut mask = vec![0f32; b * passages.len()];
+    for i in 0..b {
+        let positive = passages[i * group];
+        for (j, p) in passages.iter().enumerate() {
+            if j != i * group && *p == positive {
+                mask[i * passages.len() + j] = 1.0;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(mask, (b, passages.len()), device)?)
+}
