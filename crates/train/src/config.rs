@@ -76,7 +76,8 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Skip invalid training records (reported) instead of failing.
     pub skip_invalid: bool,
-    /// Evaluate on this BEIR folder every `eval_every` steps and at the end.
+    /// A BEIR folder (qrels/test.tsv) to evaluate on every `eval_every` steps
+    /// and at the end; results go to `eval.jsonl`.
     pub eval_data: Option<PathBuf>,
     pub eval_every: u64,
 }

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
+use reasonembed_eval::retriever::{DenseRetriever, Retriever};
 use reasonembed_models::nn::splitmix64;
 use reasonembed_models::{Embedder, EmbedderOptions, LoraConfig, ModelFolder, Trainable};
 use reasonembed_search::Progress;
+use reasonembed_search::cache::EmbeddingCache;
 use serde::Serialize;
 
 use crate::checkpoint::{self, State};
@@ -194,8 +196,12 @@ pub fn train(
                 },
             )?;
         }
+        if cfg.eval_every > 0 && finished % cfg.eval_every == 0 && finished < total {
+            embedder = evaluate(embedder, cfg, finished, progress)?;
+        }
     }
     progress.finish();
+    embedder = evaluate(embedder, cfg, total, progress)?;
     checkpoint::save(
         &cfg.output,
         &params,
@@ -215,6 +221,41 @@ pub fn train(
         model_dir,
         adapter_dir,
     })
+}
+
+/// Evaluates on `cfg.eval_data` (a BEIR folder) with the current weights and
+/// appends the metrics to `eval.jsonl`; gives the embedder back.
+fn evaluate(embedder: Embedder, cfg: &TrainConfig, step: u64, progress: &mut dyn Progress) -> Result<Embedder, Error> {
+    let Some(dir) = &cfg.eval_data else {
+        return Ok(embedder);
+    };
+    let dataset = reasonembed_data::BeirDataset::open(dir, "test").map_err(err)?;
+    let prompt = cfg.format_query(&cfg.instruction, "");
+    let mut retriever = Retriever::Dense(Box::new(DenseRetriever {
+        embedder,
+        cache: EmbeddingCache::disabled(),
+        batch_size: 32,
+        query_max_length: Some(cfg.query_max_length),
+        doc_max_length: Some(cfg.passage_max_length),
+    }));
+    let result = reasonembed_eval::beir::evaluate(&mut retriever, "dev", dataset, &prompt, 1000, progress);
+    let Retriever::Dense(dense) = retriever else {
+        unreachable!("built as dense above")
+    };
+    let result = result.map_err(err)?;
+    tracing::info!(
+        "step {step}: dev nDCG@10 {:.4}",
+        result.metrics.get("ndcg_cut_10").copied().unwrap_or(0.0)
+    );
+    let line = serde_json::json!({ "step": step, "metrics": result.metrics });
+    let path = cfg.output.join("eval.jsonl");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(file, "{line}").map_err(err)?;
+    Ok(dense.embedder)
 }
 
 /// Draws every LoRA `A` again from `seed` (PEFT's Kaiming-uniform bound

@@ -127,6 +127,12 @@ struct Settings {
     /// Skip invalid records (counted and reported) instead of failing.
     #[arg(long)]
     skip_invalid: Option<bool>,
+    /// A BEIR folder to evaluate on during training (nDCG@10 etc. in eval.jsonl).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Evaluate every N steps (and at the end).
+    #[arg(long)]
+    eval_every: Option<u64>,
 }
 
 pub fn run(args: Args) -> Result<()> {
