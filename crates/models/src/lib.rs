@@ -22,6 +22,7 @@ mod hub;
 pub mod llama;
 pub mod lora;
 pub mod nn;
+pub mod ops;
 pub mod params;
 pub mod pooling;
 pub mod qwen2;

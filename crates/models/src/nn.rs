@@ -219,7 +219,7 @@ impl RmsNorm {
 pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
     match mode {
         Mode::Inference => candle_nn::ops::softmax_last_dim(x),
-        Mode::Train => candle_nn::ops::softmax(x, D::Minus1),
+        Mode::Train => crate::ops::softmax_last_dim(x),
     }
 }
 

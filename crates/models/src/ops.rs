@@ -1,0 +1,113 @@
+//! A fused softmax with a closed-form backward pass, for the training path on
+//! CPU in f32. candle's fused softmax records no gradient, and its composition
+//! of primitive ops keeps four attention-sized intermediates alive until the
+//! backward pass; this keeps only its output. Other devices and dtypes use the
+//! primitive composition.
+
+use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// The contiguous f32 values of a CPU storage.
+fn values<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = storage else {
+        candle_core::bail!("{op}: expected f32")
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&v[start..end]),
+        None => candle_core::bail!("{op}: expected a contiguous input"),
+    }
+}
+
+/// Softmax over the last dimension, differentiable.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(SoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+}
+
+struct SoftmaxLastDim;
+
+impl CustomOp1 for SoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "reasonembed-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(storage, layout, self.name())?;
+        let n = layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(o, row)| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = (v - max).exp();
+                sum += *o;
+            }
+            o.iter_mut().for_each(|v| *v /= sum);
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    /// `dx = y ⊙ (g − Σ g ⊙ y)`.
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let dot = (g * y)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((y * g.broadcast_sub(&dot)?)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Gradients of `Σ f(x) ⊙ r` through the fused op and through primitives.
+    fn compare(fused_f: impl Fn(&[Tensor]) -> Tensor, primitive_f: impl Fn(&[Tensor]) -> Tensor, shapes: &[&[usize]]) {
+        let vars: Vec<Var> = shapes
+            .iter()
+            .map(|s| Var::randn(0f32, 1.0, *s, &Device::Cpu).unwrap())
+            .collect();
+        let inputs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let (a, b) = (fused_f(&inputs), primitive_f(&inputs));
+        let r = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu).unwrap();
+        let diff = (&a - &b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "forward differs by {diff}");
+        let (ga, gb) = (
+            (a * &r).unwrap().sum_all().unwrap().backward().unwrap(),
+            (b * &r).unwrap().sum_all().unwrap().backward().unwrap(),
+        );
+        for v in &vars {
+            let (x, y) = (ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
+            let diff = (x - y)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "gradient differs by {diff}");
+        }
+    }
+
+    #[test]
+    fn fused_softmax_matches_the_primitive_one_and_its_gradient() {
+        compare(
+            |x| softmax_last_dim(&(&x[0] * 3.0).unwrap()).unwrap(),
+            |x| candle_nn::ops::softmax(&(&x[0] * 3.0).unwrap(), D::Minus1).unwrap(),
+            &[&[2, 3, 7]],
+        );
+    }
+}
