@@ -140,7 +140,7 @@ impl Layer {
         let ctx = merge_heads(&scaled_dot_product(&q, &k, &v, bias, self.attn_dropout, mode)?)?;
         let attn = dropout(&self.attn_out.forward(&ctx, mode)?, self.hidden_dropout, mode)?;
         let x = self.attn_norm.forward(&(x + attn)?, mode)?;
-        let h = self.act.apply(&self.intermediate.forward(&x, mode)?)?;
+        let h = self.act.apply(&self.intermediate.forward(&x, mode)?, mode)?;
         let h = dropout(&self.output.forward(&h, mode)?, self.hidden_dropout, mode)?;
         self.out_norm.forward(&(x + h)?, mode)
     }

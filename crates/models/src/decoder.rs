@@ -182,7 +182,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let gate = self.act.apply(&self.gate_proj.forward(x, mode)?)?;
+        let gate = self.act.apply(&self.gate_proj.forward(x, mode)?, mode)?;
         self.down_proj.forward(&(gate * self.up_proj.forward(x, mode)?)?, mode)
     }
 }

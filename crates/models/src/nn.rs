@@ -284,8 +284,10 @@ pub enum Activation {
 }
 
 impl Activation {
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+    pub fn apply(self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match self {
+            // Our fused GELU has a cheap backward; candle's is faster forward only.
+            Self::Gelu if mode == Mode::Train => crate::ops::gelu_erf(x),
             Self::Gelu => x.gelu_erf(),
             Self::GeluNew => x.gelu(),
             Self::Relu => x.relu(),

@@ -1,8 +1,10 @@
-//! A fused softmax with a closed-form backward pass, for the training path on
-//! CPU in f32. candle's fused softmax records no gradient, and its composition
-//! of primitive ops keeps four attention-sized intermediates alive until the
-//! backward pass; this keeps only its output. Other devices and dtypes use the
-//! primitive composition.
+//! Fused kernels with closed-form backward passes, for the training path on
+//! CPU in f32: softmax over the last dimension and the exact (erf) GELU.
+//! candle's fused softmax records no gradient, and its primitive composition
+//! keeps four attention-sized intermediates alive until the backward pass;
+//! its GELU backward builds six temporaries the size of the MLP activations.
+//! These compute the gradient in one pass. Other devices and dtypes use
+//! candle's own ops.
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -61,6 +63,59 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 }
 
+/// `x · Φ(x)`, the exact GELU, differentiable.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        x.contiguous()?.apply_op1(GeluErf)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+/// Applies `f` to every value of a contiguous f32 storage, in parallel.
+fn map_f32(storage: &CpuStorage, layout: &Layout, op: &str, f: fn(f32) -> f32) -> Result<(CpuStorage, Shape)> {
+    let x = values(storage, layout, op)?;
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(4096)
+        .zip(x.par_chunks(4096))
+        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v)));
+    Ok((CpuStorage::F32(out), layout.shape().clone()))
+}
+
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "reasonembed-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        map_f32(storage, layout, self.name(), |v| {
+            0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2))
+        })
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some((g * x.apply_op1_no_bwd(&GeluErfGrad)?)?))
+    }
+}
+
+/// `Φ(x) + x φ(x)`, the derivative of the exact GELU.
+struct GeluErfGrad;
+
+impl CustomOp1 for GeluErfGrad {
+    fn name(&self) -> &'static str {
+        "reasonembed-gelu-erf-grad"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        map_f32(storage, layout, self.name(), |v| {
+            0.5 * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)) + v * INV_SQRT_2PI * (-0.5 * v * v).exp()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +155,15 @@ mod tests {
                 .unwrap();
             assert!(diff < 1e-4, "gradient differs by {diff}");
         }
+    }
+
+    #[test]
+    fn fused_gelu_matches_candles_and_its_gradient() {
+        compare(
+            |x| gelu_erf(&(&x[0] * 2.0).unwrap()).unwrap(),
+            |x| (&x[0] * 2.0).unwrap().gelu_erf().unwrap(),
+            &[&[3, 50]],
+        );
     }
 
     #[test]
