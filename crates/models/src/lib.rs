@@ -14,6 +14,7 @@ pub mod backbone;
 pub mod batch;
 pub mod bert;
 pub mod decoder;
+pub mod device;
 pub mod embedder;
 pub mod error;
 pub mod folder;

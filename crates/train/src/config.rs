@@ -76,6 +76,11 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// Skip invalid training records (reported) instead of failing.
     pub skip_invalid: bool,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Weight precision: f32, bf16 or f16 [default: f32 on CPU, bf16 on CUDA].
+    /// LoRA adapters and the loss stay in f32.
+    pub dtype: Option<String>,
     /// A BEIR folder (qrels/test.tsv) to evaluate on every `eval_every` steps
     /// and at the end; results go to `eval.jsonl`.
     pub eval_data: Option<PathBuf>,
@@ -121,6 +126,8 @@ impl Default for TrainConfig {
             no_duplicates: false,
             checkpoint_every: 100,
             skip_invalid: false,
+            device: "cpu".into(),
+            dtype: None,
             eval_data: None,
             eval_every: 0,
         }

@@ -76,14 +76,15 @@ pub fn train(
             target_modules: cfg.lora_target_modules.clone(),
         }),
     };
-    let mut embedder = Embedder::load(
-        &folder,
-        EmbedderOptions {
-            trainable,
-            ..Default::default()
-        },
-    )
-    .map_err(err)?;
+    let device = reasonembed_models::device::parse_device(&cfg.device).map_err(err)?;
+    let dtype = reasonembed_models::device::parse_dtype(cfg.dtype.as_deref(), &device).map_err(err)?;
+    let options = EmbedderOptions {
+        trainable,
+        device: Some(device),
+        dtype: Some(dtype),
+        ..Default::default()
+    };
+    let mut embedder = Embedder::load(&folder, options).map_err(err)?;
     let (domains, skipped) = data::load(&cfg.data, cfg.loss == LossName::Redapter, cfg.skip_invalid).map_err(err)?;
     for (reason, n) in &skipped.reasons {
         tracing::warn!("skipped {n} invalid record(s): {reason}");

@@ -1,8 +1,8 @@
 //! Flags shared by every command that loads an embedding model.
 
-use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device};
+use anyhow::Result;
 use clap::ValueEnum;
+use reasonembed_models::device::{parse_device, parse_dtype};
 use reasonembed_models::{Attention, EmbedderOptions, EosPolicy, PaddingSide, Pooling};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -79,16 +79,20 @@ pub enum DTypeArg {
     F16,
 }
 
+impl DTypeArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        }
+    }
+}
+
 impl ModelArgs {
     pub fn options(&self) -> Result<EmbedderOptions> {
         let device = parse_device(&self.device)?;
-        let dtype = match self.dtype {
-            Some(DTypeArg::F32) => DType::F32,
-            Some(DTypeArg::Bf16) => DType::BF16,
-            Some(DTypeArg::F16) => DType::F16,
-            None if device.is_cuda() => DType::BF16,
-            None => DType::F32,
-        };
+        let dtype = parse_dtype(self.dtype.map(DTypeArg::name), &device)?;
         Ok(EmbedderOptions {
             max_length: self.max_length,
             pooling: self.pooling.map(|p| match p {
@@ -114,17 +118,5 @@ impl ModelArgs {
             device: Some(device),
             ..Default::default()
         })
-    }
-}
-
-fn parse_device(spec: &str) -> Result<Device> {
-    match spec.split_once(':') {
-        None if spec == "cpu" => Ok(Device::Cpu),
-        None if spec == "cuda" => Device::new_cuda(0).context("cannot open CUDA device 0"),
-        Some(("cuda", n)) => {
-            let n: usize = n.parse().with_context(|| format!("invalid CUDA device number '{n}'"))?;
-            Device::new_cuda(n).with_context(|| format!("cannot open CUDA device {n}"))
-        }
-        _ => bail!("unknown device '{spec}' (cpu, cuda, cuda:N)"),
     }
 }

@@ -127,6 +127,12 @@ struct Settings {
     /// Skip invalid records (counted and reported) instead of failing.
     #[arg(long)]
     skip_invalid: Option<bool>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Weight precision: f32, bf16 or f16 [default: f32 on CPU, bf16 on CUDA].
+    #[arg(long)]
+    dtype: Option<String>,
     /// A BEIR folder to evaluate on during training (nDCG@10 etc. in eval.jsonl).
     #[arg(long)]
     eval_data: Option<PathBuf>,

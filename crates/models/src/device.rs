@@ -1,0 +1,45 @@
+//! Where and in which precision a model runs: `cpu`, `cuda` or `cuda:N`;
+//! float32 on CPU and bfloat16 on CUDA unless asked otherwise.
+
+use candle_core::{DType, Device};
+
+use crate::error::{Error, Result};
+
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let open = |n: usize| Device::new_cuda(n).map_err(|e| Error::Input(format!("cannot open CUDA device {n}: {e}")));
+    match spec.split_once(':') {
+        None if spec == "cpu" => Ok(Device::Cpu),
+        None if spec == "cuda" => open(0),
+        Some(("cuda", n)) => open(
+            n.parse()
+                .map_err(|_| Error::Input(format!("invalid CUDA device number '{n}'")))?,
+        ),
+        _ => Err(Error::Input(format!("unknown device '{spec}' (cpu, cuda, cuda:N)"))),
+    }
+}
+
+/// `f32`, `bf16` or `f16`; by default f32 on CPU and bf16 on CUDA.
+pub fn parse_dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
+    match spec {
+        None if device.is_cuda() => Ok(DType::BF16),
+        None | Some("f32") => Ok(DType::F32),
+        Some("bf16") => Ok(DType::BF16),
+        Some("f16") => Ok(DType::F16),
+        Some(other) => Err(Error::Input(format!("unknown precision '{other}' (f32, bf16, f16)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices_and_precisions() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        assert!(parse_device("tpu").is_err());
+        assert!(parse_device("cuda:x").is_err());
+        assert_eq!(parse_dtype(None, &Device::Cpu).unwrap(), DType::F32);
+        assert_eq!(parse_dtype(Some("bf16"), &Device::Cpu).unwrap(), DType::BF16);
+        assert!(parse_dtype(Some("f8"), &Device::Cpu).is_err());
+    }
+}
