@@ -192,7 +192,8 @@ impl DenseRetriever {
         progress.start(label, texts.len());
         let vectors = self
             .cache
-            .embed(&self.embedder, texts, self.batch_size, |done, _| progress.update(done))?;
+            .embed(&self.embedder, texts, self.batch_size, |done, _| progress.update(done))?
+            .data;
         progress.finish();
         Ok(vectors)
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use reasonembed_data::atomic;
-use reasonembed_models::Embedder;
+use reasonembed_models::{Embedder, Embeddings};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, io};
@@ -37,40 +37,41 @@ impl EmbeddingCache {
     }
 
     /// The embeddings of `texts` (row-major `[n, dim]`), from the cache where
-    /// present; `progress(done, total)` follows the work.
+    /// present; `progress(done, total)` follows the work. `tokens` counts only
+    /// the texts embedded by this call.
     pub fn embed(
         &self,
         embedder: &Embedder,
         texts: &[&str],
         batch_size: usize,
         mut progress: impl FnMut(usize, usize),
-    ) -> Result<Vec<f32>> {
+    ) -> Result<Embeddings> {
         let total = texts.len();
+        let dim = embedder.dimensions();
         let Some(root) = &self.dir else {
-            let out = embedder.encode(texts, batch_size, |done, _| progress(done, total))?;
-            return Ok(out.data);
+            return Ok(embedder.encode(texts, batch_size, |done, _| progress(done, total))?);
         };
         let entry = root.join(entry_key(embedder, texts)?);
         std::fs::create_dir_all(&entry).map_err(io(&entry))?;
-        let dim = embedder.dimensions();
         let mut data = Vec::with_capacity(total * dim);
+        let mut tokens = 0;
         for (i, chunk) in texts.chunks(CHUNK).enumerate() {
             let path = entry.join(format!("chunk-{i:06}.npy"));
             let rows = match read_chunk(&path, chunk.len(), dim)? {
                 Some(rows) => rows,
                 None => {
                     let offset = i * CHUNK;
-                    let rows = embedder
-                        .encode(chunk, batch_size, |done, _| progress(offset + done, total))?
-                        .data;
-                    write_chunk(&path, &rows, dim)?;
-                    rows
+                    let fresh = embedder.encode(chunk, batch_size, |done, _| progress(offset + done, total))?;
+                    write_chunk(&path, &fresh.data, dim)?;
+                    tokens += fresh.tokens;
+                    fresh.data
                 }
             };
             data.extend_from_slice(&rows);
             progress(data.len() / dim, total);
         }
-        Ok(data)
+        // Only the texts embedded now count tokens; cached chunks cost none.
+        Ok(Embeddings { data, dim, tokens })
     }
 }
 

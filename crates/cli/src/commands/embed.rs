@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use reasonembed_data::{EmbeddingWriter, InputOptions, read_texts};
 use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_search::cache::EmbeddingCache;
 
 use super::shared::ModelArgs;
 use crate::progress;
@@ -53,6 +54,11 @@ pub struct Args {
     /// No progress bar and no summary.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Do not keep (or reuse) the embeddings in the cache. With the cache, a run that is
+    /// interrupted resumes from its last finished chunk of 1,024 texts.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -76,18 +82,28 @@ pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let bar = progress::bar(texts.len() as u64, "texts", args.quiet);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let embeddings = embedder.encode(&refs, args.batch_size, |done, _| bar.set_position(done as u64))?;
+    // Through the embedding cache: a killed run resumes from its finished chunks.
+    let cache = if args.no_cache {
+        EmbeddingCache::disabled()
+    } else {
+        EmbeddingCache::new(reasonembed_models::source::cache_dir().join("embeddings"))
+    };
+    let embeddings = cache.embed(&embedder, &refs, args.batch_size, |done, _| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     writer.commit(&embeddings.data, embeddings.dim)?;
 
     if !args.quiet {
         let secs = start.elapsed().as_secs_f64();
+        let fresh = match embeddings.tokens {
+            0 => "all from the cache".to_string(),
+            t => format!("{t} tokens embedded, {:.0} tokens/s", t as f64 / secs),
+        };
         eprintln!(
-            "embedded {} texts ({} tokens) in {secs:.2} s: {:.1} texts/s, {:.0} tokens/s → {} [{} × {}]",
+            "embedded {} texts ({fresh}) in {secs:.2} s: {:.1} texts/s → {} [{} × {}]",
             embeddings.len(),
-            embeddings.tokens,
             embeddings.len() as f64 / secs,
-            embeddings.tokens as f64 / secs,
             args.output.display(),
             embeddings.len(),
             embeddings.dim,
