@@ -1,11 +1,11 @@
 //! Texts to embed: `.txt` (one text per line) or `.jsonl` (one JSON object per
 //! line, the text in a string field, `text` by default).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use crate::error::{DataError, Location};
-use crate::jsonl::{parse_object, string_field, utf8_line};
+use crate::error::DataError;
+use crate::jsonl::{parse_object, string_field};
+use crate::lines::for_each_line;
 
 #[derive(Debug, Clone)]
 pub struct InputOptions {
@@ -36,46 +36,29 @@ pub fn read_texts(path: &Path, options: &InputOptions) -> Result<Vec<String>, Da
             });
         }
     };
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let mut reader = BufReader::new(file);
-    let (mut texts, mut raw) = (Vec::new(), Vec::new());
-    for line in 1.. {
-        raw.clear();
-        if reader.read_until(b'\n', &mut raw).map_err(|source| DataError::Io {
-            path: path.into(),
-            source,
-        })? == 0
-        {
-            break;
-        }
-        let at = Location {
-            path: path.into(),
-            line,
-        };
-        let line = utf8_line(&raw, &at)?;
+    let mut texts = Vec::new();
+    for_each_line(path, |at, line| {
         let text = if jsonl && !line.trim().is_empty() {
             string_field(&parse_object(line, &at)?, &[options.field.as_str()], &at)?.to_string()
         } else {
             line.to_string()
         };
-        if text.trim().is_empty() {
-            if options.skip_empty {
-                continue;
-            }
-            let what = if jsonl && !line.trim().is_empty() {
-                format!("field '{}' is empty", options.field)
-            } else {
-                "empty line".into()
-            };
-            return Err(DataError::Line {
-                at,
-                message: format!("{what} (use --skip-empty to skip blank texts)"),
-            });
+        if !text.trim().is_empty() {
+            texts.push(text);
+            return Ok(());
         }
-        texts.push(text);
-    }
+        if options.skip_empty {
+            return Ok(());
+        }
+        let what = if jsonl && !line.trim().is_empty() {
+            format!("field '{}' is empty", options.field)
+        } else {
+            "empty line".into()
+        };
+        Err(DataError::Line {
+            at,
+            message: format!("{what} (use --skip-empty to skip blank texts)"),
+        })
+    })?;
     Ok(texts)
 }

@@ -1,11 +1,11 @@
 //! JSON Lines reading with errors that name the file, line and field.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
 use crate::error::{DataError, Location};
+use crate::lines::for_each_line;
 
 /// Calls `row(location, object)` for every line of `path`; a blank line, a
 /// line that is not UTF-8 or not a JSON object is an error.
@@ -13,47 +13,15 @@ pub fn for_each_object(
     path: &Path,
     mut row: impl FnMut(&Location, Map<String, Value>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
-    let mut reader = BufReader::new(file);
-    let mut raw = Vec::new();
-    for line in 1.. {
-        raw.clear();
-        if reader.read_until(b'\n', &mut raw).map_err(|source| DataError::Io {
-            path: path.into(),
-            source,
-        })? == 0
-        {
-            return Ok(());
-        }
-        let at = Location {
-            path: path.into(),
-            line,
-        };
-        let text = utf8_line(&raw, &at)?;
+    for_each_line(path, |at, text| {
         if text.trim().is_empty() {
             return Err(DataError::Line {
                 at,
                 message: "empty line".into(),
             });
         }
-        row(&at, parse_object(text, &at)?)?;
-    }
-    unreachable!("the loop returns at the end of the file")
-}
-
-/// The line without its terminator, checked for UTF-8.
-pub(crate) fn utf8_line<'a>(raw: &'a [u8], at: &Location) -> Result<&'a str, DataError> {
-    let text = std::str::from_utf8(raw).map_err(|e| DataError::Line {
-        at: at.clone(),
-        message: format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
-    })?;
-    Ok(text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(text))
+        row(&at, parse_object(text, &at)?)
+    })
 }
 
 pub(crate) fn parse_object(line: &str, at: &Location) -> Result<Map<String, Value>, DataError> {

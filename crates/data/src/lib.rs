@@ -16,6 +16,7 @@ pub mod bright;
 mod error;
 pub mod inputs;
 pub mod jsonl;
+mod lines;
 pub mod outputs;
 pub mod retrieval;
 pub mod trec;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::DataError;
 use crate::jsonl::{for_each_object, id_field, string_field};
-use crate::trec::{Qrels, for_each_line, read_qrels};
+use crate::trec::{Qrels, for_each_fields, read_qrels};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
@@ -54,7 +54,7 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>, DataError> {
 /// a TREC qrels file (four columns), told apart by their first line.
 pub fn read_any_qrels(path: &Path) -> Result<Qrels, DataError> {
     let mut columns = None;
-    for_each_line(path, |_, fields| {
+    for_each_fields(path, |_, fields| {
         columns.get_or_insert(fields.len());
         Ok(())
     })?;
@@ -62,7 +62,7 @@ pub fn read_any_qrels(path: &Path) -> Result<Qrels, DataError> {
         return read_qrels(path);
     }
     let mut qrels = Qrels::new();
-    for_each_line(path, |at, fields| {
+    for_each_fields(path, |at, fields| {
         let [qid, doc, rel] = fields[..] else {
             return Err(DataError::Line {
                 at,

@@ -2,11 +2,12 @@
 //! (`qid Q0 docid rank score tag`), the formats trec_eval reads.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::atomic::AtomicFile;
 use crate::error::{DataError, Location};
+use crate::lines::for_each_line;
 
 /// `qid → docid → relevance`.
 pub type Qrels = BTreeMap<String, BTreeMap<String, i64>>;
@@ -14,28 +15,17 @@ pub type Qrels = BTreeMap<String, BTreeMap<String, i64>>;
 pub type Run = BTreeMap<String, Vec<(String, f64)>>;
 
 /// Calls `row(location, fields)` for every non-blank line of `path`.
-pub(crate) fn for_each_line(
+pub(crate) fn for_each_fields(
     path: &Path,
     mut row: impl FnMut(Location, Vec<&str>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let at = Location {
-            path: path.into(),
-            line: i + 1,
-        };
-        let line = line.map_err(|e| DataError::Line {
-            at: at.clone(),
-            message: e.to_string(),
-        })?;
-        if !line.trim().is_empty() {
-            row(at, line.split_whitespace().collect())?;
+    for_each_line(path, |at, line| {
+        if line.trim().is_empty() {
+            Ok(())
+        } else {
+            row(at, line.split_whitespace().collect())
         }
-    }
-    Ok(())
+    })
 }
 
 fn field<T: std::str::FromStr>(at: &Location, value: &str, name: &str) -> Result<T, DataError> {
@@ -48,7 +38,7 @@ fn field<T: std::str::FromStr>(at: &Location, value: &str, name: &str) -> Result
 /// Reads TREC qrels; a repeated (qid, docid) keeps the last judgement, as trec_eval does.
 pub fn read_qrels(path: &Path) -> Result<Qrels, DataError> {
     let mut qrels = Qrels::new();
-    for_each_line(path, |at, fields| {
+    for_each_fields(path, |at, fields| {
         let [qid, _, doc, rel] = fields[..] else {
             return Err(DataError::Line {
                 at,
@@ -67,7 +57,7 @@ pub fn read_qrels(path: &Path) -> Result<Qrels, DataError> {
 /// Reads a TREC run; the rank column is ignored, as by trec_eval.
 pub fn read_run(path: &Path) -> Result<Run, DataError> {
     let mut run = Run::new();
-    for_each_line(path, |at, fields| {
+    for_each_fields(path, |at, fields| {
         let [qid, _, doc, _rank, score, ..] = fields[..] else {
             return Err(DataError::Line {
                 at,
