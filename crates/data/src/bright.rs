@@ -73,10 +73,6 @@ impl BrightData {
         Ok(Self { root: root.into() })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The files holding `task` in `config`: parquet shards, else a JSONL file.
     pub fn files(&self, config: &str, task: &str) -> Result<Vec<PathBuf>, DataError> {
         let dir = self.root.join(config);

@@ -69,14 +69,6 @@ impl TokenBatch {
         self.lengths.is_empty()
     }
 
-    pub fn seq_len(&self) -> usize {
-        self.seq_len
-    }
-
-    pub fn lengths(&self) -> &[usize] {
-        &self.lengths
-    }
-
     pub fn real_tokens(&self) -> usize {
         self.lengths.iter().sum()
     }

@@ -134,10 +134,6 @@ impl Linear {
         }
     }
 
-    pub fn lora(&self) -> Option<&LoraAdapter> {
-        self.lora.as_ref()
-    }
-
     /// Folds the adapter into the base weight (`W + s·B·A`) and drops it.
     pub fn merge_lora(&mut self) -> Result<()> {
         if let Some(lora) = self.lora.take() {

@@ -80,10 +80,6 @@ impl TextTokenizer {
         )
     }
 
-    pub fn settings(&self) -> &TokenizerSettings {
-        &self.settings
-    }
-
     /// Token ids of each text, truncated, with special tokens.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         let inputs: Vec<String> = if self.settings.lowercase {

@@ -120,10 +120,6 @@ impl Bm25Index {
         }
     }
 
-    pub fn num_docs(&self) -> usize {
-        self.num_docs
-    }
-
     /// The query's term weights (in-vocabulary terms only).
     pub fn query_weights(&self, query: &str) -> Vec<(u32, f64)> {
         let mut tf: HashMap<u32, u32> = HashMap::new();

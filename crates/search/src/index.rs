@@ -229,10 +229,6 @@ impl PassageIndex {
         ))
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
