@@ -30,6 +30,7 @@ enum Command {
     Embed(commands::embed::Args),
     Eval(commands::eval::Args),
     Train(Box<commands::train::Args>),
+    Serve(Box<commands::serve::Args>),
     Pull(commands::pull::Args),
 }
 
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => commands::embed::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(*args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Pull(args) => commands::pull::run(args),
     };
     match result {

@@ -91,6 +91,8 @@ pub struct Embedder {
     trainable_vars: VarMap,
     device: Device,
     max_positions: Option<usize>,
+    /// The tokenizer without truncation, made on first use (to measure inputs).
+    untruncated: std::sync::OnceLock<TextTokenizer>,
     weight_files: Vec<std::path::PathBuf>,
     info: ModelInfo,
 }
@@ -197,6 +199,7 @@ impl Embedder {
             trainable_vars,
             device,
             max_positions,
+            untruncated: std::sync::OnceLock::new(),
             weight_files: folder.weight_files.clone(),
             info,
         })
@@ -207,6 +210,7 @@ impl Embedder {
     pub fn set_max_length(&mut self, max_length: usize) -> Result<()> {
         check_max_length(max_length, self.max_positions)?;
         self.tokenizer = self.tokenizer.with_max_length(max_length)?;
+        self.untruncated = std::sync::OnceLock::new();
         self.info.max_length = max_length;
         Ok(())
     }
@@ -262,6 +266,18 @@ impl Embedder {
             )));
         }
         Ok(ids)
+    }
+
+    /// How many tokens each text has before truncation (special tokens included).
+    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        let tokenizer = match self.untruncated.get() {
+            Some(t) => t,
+            None => {
+                let t = self.tokenizer.with_max_length(usize::MAX / 2)?;
+                self.untruncated.get_or_init(|| t)
+            }
+        };
+        Ok(tokenizer.encode(texts)?.iter().map(Vec::len).collect())
     }
 
     /// Pads `seqs` into one batch.

@@ -4,5 +4,6 @@ pub mod embed;
 pub mod eval;
 pub mod pull;
 pub mod search;
+pub mod serve;
 pub mod shared;
 pub mod train;

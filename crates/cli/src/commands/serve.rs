@@ -1,0 +1,73 @@
+//! `reasonembed serve`: an embedding server for existing clients.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use reasonembed_models::Embedder;
+use reasonembed_server::{Limits, Settings};
+
+use super::shared::ModelArgs;
+
+/// Serve a model over HTTP: OpenAI's POST /v1/embeddings and text-embeddings-inference's
+/// POST /embed, GET /health and GET /info.
+///
+/// Requests are batched under a token budget by one inference worker. Beyond
+/// --max-concurrent-requests the server answers 429; with --api-key (or REASONEMBED_API_KEY)
+/// every request needs `Authorization: Bearer KEY`. Ctrl-C finishes the requests in flight.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 picks a free one).
+    #[arg(short, long, default_value_t = 3000)]
+    port: u16,
+    /// Bearer token required from clients.
+    #[arg(long, env = "REASONEMBED_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Padded tokens per inference batch.
+    #[arg(long, default_value_t = 16_384)]
+    max_batch_tokens: usize,
+    /// Requests handled at once; more get 429.
+    #[arg(long, default_value_t = 512)]
+    max_concurrent_requests: usize,
+    /// Inputs per request.
+    #[arg(long, default_value_t = 32)]
+    max_client_batch_size: usize,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 2_000_000)]
+    payload_limit: usize,
+    /// Answer 413 to inputs longer than the model's max length instead of truncating them.
+    #[arg(long)]
+    no_auto_truncate: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut options = args.model.options()?;
+    // The server normalises per request (TEI's `normalize`), so the model returns raw vectors.
+    let normalize_default = !args.model.no_normalize;
+    options.normalize = Some(false);
+    let embedder = Embedder::from_spec(&args.model.model, options)
+        .with_context(|| format!("cannot load model '{}'", args.model.model))?;
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("invalid address {}:{}", args.host, args.port))?;
+    let limits = Limits {
+        payload_bytes: args.payload_limit,
+        max_inputs: args.max_client_batch_size,
+        max_concurrent: args.max_concurrent_requests,
+        auto_truncate: !args.no_auto_truncate,
+    };
+    let settings = Settings {
+        model_name: args.model.model.clone(),
+        normalize_default,
+        api_key: args.api_key,
+        limits,
+    };
+    reasonembed_server::serve(embedder, settings, addr, args.max_batch_tokens, |bound| {
+        eprintln!("listening on http://{bound}")
+    })
+    .with_context(|| format!("cannot serve on {addr}"))
+}

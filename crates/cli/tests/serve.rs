@@ -1,0 +1,177 @@
+//! `reasonembed serve` through the binary and plain HTTP: both request shapes
+//! give the vectors `embed` gives, and bad requests get clear 4xx answers
+//! while the server stays up.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use reasonembed_models::{Embedder, EmbedderOptions};
+use serde_json::{Value, json};
+
+fn tiny_bert() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-bert")
+}
+
+/// A server on a free port, stopped when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+            .args([
+                "serve",
+                "--port",
+                "0",
+                "--max-client-batch-size",
+                "4",
+                "--payload-limit",
+                "4000",
+                "--model",
+            ])
+            .arg(tiny_bert())
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("the server printed its address").unwrap();
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                break addr.to_string();
+            }
+        };
+        Self { child, addr }
+    }
+
+    /// (status, body) of one request.
+    fn request(&self, method: &str, path: &str, body: &str, headers: &[&str]) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn json(&self, path: &str, body: Value) -> (u16, Value) {
+        let (status, text) = self.request("POST", path, &body.to_string(), &[]);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn close(a: &[f32], b: &Value) -> bool {
+    a.iter()
+        .zip(b.as_array().unwrap())
+        .all(|(x, y)| (x - y.as_f64().unwrap() as f32).abs() < 1e-5)
+}
+
+#[test]
+fn both_api_shapes_give_the_vectors_of_embed() {
+    let server = Server::start(&[]);
+    let texts = ["why is the sky blue?", "insects and light"];
+    let expected = Embedder::from_spec(tiny_bert().to_str().unwrap(), EmbedderOptions::default())
+        .unwrap()
+        .encode(&texts, 8, |_, _| {})
+        .unwrap();
+
+    let (status, body) = server.json(
+        "/v1/embeddings",
+        json!({"input": texts, "model": tiny_bert().to_str().unwrap()}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "list");
+    for (i, item) in body["data"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(item["index"], i);
+        assert!(close(expected.row(i), &item["embedding"]));
+    }
+    assert!(body["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+    let (status, body) = server.json("/embed", json!({"inputs": texts}));
+    assert_eq!(status, 200, "{body}");
+    assert!(close(expected.row(1), &body[1]));
+
+    // base64 and matryoshka truncation with renormalisation.
+    let (_, body) = server.json(
+        "/v1/embeddings",
+        json!({"input": "insects and light", "encoding_format": "base64", "dimensions": 8}),
+    );
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let v: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(v.len(), 8);
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+
+    let (status, body) = server.request("GET", "/info", "", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["dimensions"], 32);
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_the_server_stays_up() {
+    let server = Server::start(&["--no-auto-truncate"]);
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("/embed", "{not json".into(), 400),
+        ("/embed", json!({"inputs": 42}).to_string(), 422),
+        ("/embed", json!({"inputs": []}).to_string(), 422),
+        ("/embed", json!({"inputs": [""]}).to_string(), 422),
+        ("/embed", json!({"inputs": ["a", "b", "c", "d", "e"]}).to_string(), 422),
+        (
+            "/v1/embeddings",
+            json!({"input": "x", "model": "other"}).to_string(),
+            404,
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": "x", "encoding_format": "hex"}).to_string(),
+            422,
+        ),
+        ("/embed", json!({"inputs": "word ".repeat(60)}).to_string(), 413),
+        ("/embed", json!({"inputs": "x".repeat(5000)}).to_string(), 413),
+    ];
+    for (path, body, expected) in cases {
+        let (status, text) = server.request("POST", path, &body, &[]);
+        assert_eq!(status, expected, "{path} {}: {text}", &body[..body.len().min(60)]);
+    }
+    assert_eq!(server.request("GET", "/health", "", &[]).0, 200);
+}
+
+#[test]
+fn an_api_key_is_required_when_set() {
+    let server = Server::start(&["--api-key", "secret"]);
+    let body = json!({"inputs": "x"}).to_string();
+    assert_eq!(server.request("POST", "/embed", &body, &[]).0, 401);
+    assert_eq!(
+        server
+            .request("POST", "/embed", &body, &["Authorization: Bearer wrong"])
+            .0,
+        401
+    );
+    assert_eq!(
+        server
+            .request("POST", "/embed", &body, &["Authorization: Bearer secret"])
+            .0,
+        200
+    );
+}

@@ -1,0 +1,273 @@
+//! The HTTP layer: OpenAI's `POST /v1/embeddings` and text-embeddings-
+//! inference's `POST /embed`, `GET /health` and `GET /info`, with bearer-token
+//! auth, a payload limit, a cap on inputs per request and on concurrent
+//! requests (429 beyond it), and JSON errors with their status codes.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use reasonembed_models::Embedder;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::core::Infer;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub payload_bytes: usize,
+    pub max_inputs: usize,
+    pub max_concurrent: usize,
+    /// Cut inputs longer than the model's max length (else 413).
+    pub auto_truncate: bool,
+}
+
+impl Default for Limits {
+    /// text-embeddings-inference's defaults.
+    fn default() -> Self {
+        Self {
+            payload_bytes: 2_000_000,
+            max_inputs: 32,
+            max_concurrent: 512,
+            auto_truncate: true,
+        }
+    }
+}
+
+/// What the server answers to and enforces.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The name clients give as `model`.
+    pub model_name: String,
+    /// Whether `/embed` normalises when the request does not say.
+    pub normalize_default: bool,
+    pub api_key: Option<String>,
+    pub limits: Limits,
+}
+
+struct AppState {
+    infer: Infer,
+    embedder: Arc<Embedder>,
+    settings: Settings,
+    permits: Semaphore,
+}
+
+pub fn router(infer: Infer, embedder: Arc<Embedder>, settings: Settings) -> Router {
+    let payload = settings.limits.payload_bytes;
+    let permits = Semaphore::new(settings.limits.max_concurrent);
+    let state = Arc::new(AppState {
+        infer,
+        embedder,
+        settings,
+        permits,
+    });
+    Router::new()
+        .route("/v1/embeddings", post(openai_embeddings))
+        .route("/embed", post(tei_embed))
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/info", get(info))
+        .layer(DefaultBodyLimit::max(payload))
+        .with_state(state)
+}
+
+/// An error as a JSON body with its status.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = match self.0 {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::TOO_MANY_REQUESTS => "overloaded",
+            StatusCode::PAYLOAD_TOO_LARGE => "input_too_long",
+            s if s.is_client_error() => "invalid_request_error",
+            _ => "server_error",
+        };
+        (self.0, Json(json!({ "error": { "message": self.1, "type": kind } }))).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::UNPROCESSABLE_ENTITY, message.into())
+}
+
+/// A string or a list of strings.
+fn inputs(value: &Value, field: &str) -> Result<Vec<String>, ApiError> {
+    let texts = match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad(format!("'{field}' must be a string or a list of strings")))?,
+        _ => return Err(bad(format!("'{field}' must be a string or a list of strings"))),
+    };
+    if texts.is_empty() || texts.iter().any(|t| t.is_empty()) {
+        return Err(bad(format!("'{field}' must hold non-empty texts")));
+    }
+    Ok(texts)
+}
+
+impl AppState {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(key) = &self.settings.api_key else {
+            return Ok(());
+        };
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given == Some(key.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token".into(),
+            ))
+        }
+    }
+
+    /// Raw vectors and token count of `texts`, through the batching queue.
+    async fn embed(&self, texts: &[String], truncate: bool) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+        if texts.len() > self.settings.limits.max_inputs {
+            return Err(bad(format!(
+                "{} inputs; at most {} per request",
+                texts.len(),
+                self.settings.limits.max_inputs
+            )));
+        }
+        let _permit = self
+            .permits
+            .try_acquire()
+            .map_err(|_| ApiError(StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests".into()))?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        if !truncate {
+            let max = self.embedder.info().max_length;
+            let counts = self.embedder.token_counts(&refs).map_err(|e| bad(e.to_string()))?;
+            if let Some(i) = counts.iter().position(|&n| n > max) {
+                return Err(ApiError(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("input {i} has {} tokens; the model takes {max}", counts[i]),
+                ));
+            }
+        }
+        let seqs = self.embedder.tokenize(&refs).map_err(|e| bad(e.to_string()))?;
+        let out = self
+            .infer
+            .embed(seqs)
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        Ok((out.vectors, out.tokens))
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+#[derive(Deserialize)]
+struct OpenAiRequest {
+    input: Value,
+    model: Option<String>,
+    encoding_format: Option<String>,
+    dimensions: Option<usize>,
+}
+
+async fn openai_embeddings(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<OpenAiRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers)?;
+    let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    if let Some(model) = request.model.as_deref().filter(|m| *m != state.settings.model_name) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown model '{model}' (this server serves '{}')",
+                state.settings.model_name
+            ),
+        ));
+    }
+    let texts = inputs(&request.input, "input")?;
+    let (vectors, tokens) = state.embed(&texts, state.settings.limits.auto_truncate).await?;
+    let dims = state.embedder.dimensions();
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return Err(bad(format!("encoding_format '{other}' (float, base64)"))),
+    };
+    if request.dimensions.is_some_and(|d| d == 0 || d > dims) {
+        return Err(bad(format!("dimensions must be between 1 and {dims}")));
+    }
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut v)| {
+            v.truncate(request.dimensions.unwrap_or(dims));
+            normalize(&mut v);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({ "object": "embedding", "embedding": embedding, "index": index })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "object": "list", "data": data, "model": state.settings.model_name, "usage": { "prompt_tokens": tokens, "total_tokens": tokens } }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TeiRequest {
+    inputs: Value,
+    normalize: Option<bool>,
+    truncate: Option<bool>,
+    prompt_name: Option<String>,
+}
+
+async fn tei_embed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<TeiRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers)?;
+    let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    let mut texts = inputs(&request.inputs, "inputs")?;
+    if let Some(name) = &request.prompt_name {
+        let prompt = state
+            .embedder
+            .prompts()
+            .get(name)
+            .ok_or_else(|| bad(format!("unknown prompt_name '{name}'")))?;
+        texts = texts.into_iter().map(|t| format!("{prompt}{t}")).collect();
+    }
+    let (mut vectors, _) = state
+        .embed(&texts, request.truncate.unwrap_or(state.settings.limits.auto_truncate))
+        .await?;
+    if request.normalize.unwrap_or(state.settings.normalize_default) {
+        vectors.iter_mut().for_each(|v| normalize(v));
+    }
+    Ok(Json(json!(vectors)))
+}
+
+async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let info = state.embedder.info();
+    Json(json!({
+        "model_id": state.settings.model_name,
+        "dimensions": info.dimensions,
+        "max_input_length": info.max_length,
+        "pooling": info.pooling,
+        "normalize": state.settings.normalize_default,
+        "max_client_batch_size": state.settings.limits.max_inputs,
+        "max_concurrent_requests": state.settings.limits.max_concurrent,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}

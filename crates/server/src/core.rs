@@ -1,0 +1,103 @@
+//! The inference core: one worker thread owns the model and serves a queue,
+//! grouping waiting requests into batches under a token budget (padded cost:
+//! the longest sequence times the batch size, as text-embeddings-inference
+//! counts it for padded backends). Requests whose client has gone are dropped
+//! before inference.
+
+use std::sync::mpsc;
+use std::thread;
+
+use reasonembed_models::{Embedder, Mode};
+use tokio::sync::oneshot;
+
+/// Embeddings of one request, raw (not normalised), with the tokens used.
+pub struct Output {
+    pub vectors: Vec<Vec<f32>>,
+    pub tokens: usize,
+}
+
+struct Job {
+    seqs: Vec<Vec<u32>>,
+    reply: oneshot::Sender<Result<Output, String>>,
+}
+
+#[derive(Clone)]
+pub struct Infer {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Infer {
+    /// Starts the worker; `max_batch_tokens` bounds the padded size of a batch.
+    pub fn start(embedder: Embedder, max_batch_tokens: usize) -> (Self, std::sync::Arc<Embedder>) {
+        let embedder = std::sync::Arc::new(embedder);
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let worker = embedder.clone();
+        thread::spawn(move || run(&worker, &jobs, max_batch_tokens));
+        (Self { queue }, embedder)
+    }
+
+    /// Embeds token sequences (already truncated) through the queue.
+    pub async fn embed(&self, seqs: Vec<Vec<u32>>) -> Result<Output, String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { seqs, reply })
+            .map_err(|_| "the inference worker stopped".to_string())?;
+        answer.await.map_err(|_| "the inference worker stopped".to_string())?
+    }
+}
+
+fn run(embedder: &Embedder, jobs: &mpsc::Receiver<Job>, max_batch_tokens: usize) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let mut batch = vec![first];
+        // Take whatever else is waiting while the padded cost stays in budget;
+        // the job that would exceed it opens the next batch.
+        while let Ok(next) = jobs.try_recv() {
+            batch.push(next);
+            if padded_cost(&batch) > max_batch_tokens {
+                carried = batch.pop();
+                break;
+            }
+        }
+        let live: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        if live.is_empty() {
+            continue;
+        }
+        let seqs: Vec<&[u32]> = live.iter().flat_map(|j| j.seqs.iter().map(Vec::as_slice)).collect();
+        let result = embed(embedder, &seqs);
+        let mut offset = 0;
+        for job in live {
+            let n = job.seqs.len();
+            let answer = match &result {
+                Ok(rows) => Ok(Output {
+                    vectors: rows[offset..offset + n].to_vec(),
+                    tokens: job.seqs.iter().map(Vec::len).sum(),
+                }),
+                Err(e) => Err(e.clone()),
+            };
+            offset += n;
+            let _ = job.reply.send(answer);
+        }
+    }
+}
+
+fn padded_cost(jobs: &[Job]) -> usize {
+    let seqs = jobs.iter().flat_map(|j| j.seqs.iter());
+    let (count, longest) = seqs.fold((0, 0), |(c, l), s| (c + 1, l.max(s.len())));
+    count * longest
+}
+
+fn embed(embedder: &Embedder, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+    let batch = embedder.batch(seqs).map_err(|e| e.to_string())?;
+    let out = embedder
+        .embed_batch(&batch, Mode::Inference)
+        .map_err(|e| e.to_string())?;
+    out.to_vec2::<f32>().map_err(|e| e.to_string())
+}

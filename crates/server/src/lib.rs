@@ -1,0 +1,39 @@
+//! # reasonembed-server
+//!
+//! `reasonembed serve`: a thin HTTP layer (OpenAI and text-embeddings-inference
+//! request shapes) over a core that owns the model and batches requests under
+//! a token budget, as text-embeddings-inference is built. It calls the models
+//! crate; it knows nothing of the command line.
+
+pub mod api;
+pub mod core;
+
+use std::net::SocketAddr;
+
+use reasonembed_models::Embedder;
+
+pub use api::{Limits, Settings};
+
+/// Serves `embedder` on `addr` until Ctrl-C, finishing requests in flight.
+/// `ready(addr)` is called once the socket listens (with the real port when
+/// `addr` asked for port 0).
+pub fn serve(
+    embedder: Embedder,
+    settings: Settings,
+    addr: SocketAddr,
+    max_batch_tokens: usize,
+    ready: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let (infer, embedder) = core::Infer::start(embedder, max_batch_tokens);
+        let app = api::router(infer, embedder, settings);
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        ready(listener.local_addr()?);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    })
+}
