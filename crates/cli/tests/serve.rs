@@ -175,3 +175,53 @@ fn an_api_key_is_required_when_set() {
         200
     );
 }
+
+#[test]
+fn search_answers_what_the_search_command_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, index) = (dir.path().join("notes"), dir.path().join("index"));
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::write(
+        corpus.join("a.md"),
+        "the nasal cycle alternates airflow between nostrils",
+    )
+    .unwrap();
+    std::fs::write(
+        corpus.join("b.md"),
+        "insects are attracted to artificial light at night",
+    )
+    .unwrap();
+    let query = "why do moths fly to lamps";
+    let out = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(["search", "--quiet", "--json", "-k", "2", "--model"])
+        .arg(tiny_bert())
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--index")
+        .arg(&index)
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let server = Server::start(&["--index", index.to_str().unwrap()]);
+    let (status, body) = server.json("/search", json!({"query": query, "k": 2}));
+    assert_eq!(status, 200, "{body}");
+    for (a, b) in body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(cli["hits"].as_array().unwrap())
+    {
+        assert_eq!(
+            (&a["source"], &a["line"], &a["text"]),
+            (&b["source"], &b["line"], &b["text"])
+        );
+        assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-5);
+    }
+    assert_eq!(server.json("/search", json!({"query": ""})).0, 422);
+
+    let bare = Server::start(&[]);
+    assert_eq!(bare.json("/search", json!({"query": "x"})).0, 404);
+}

@@ -213,20 +213,39 @@ impl PassageIndex {
         if changed {
             save(dir, &manifest, &embeddings, previous_generation)?;
         }
+        Ok((Self::new(manifest, embeddings), stats))
+    }
+
+    /// Opens an index as it is, to serve searches (`reasonembed serve --index`).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let (manifest, embeddings) = load(dir)?.ok_or_else(|| Error::Invalid {
+            path: dir.join(MANIFEST),
+            message: "no index here: build one with `reasonembed search --corpus … --index DIR`".into(),
+        })?;
+        Ok(Self::new(manifest, embeddings))
+    }
+
+    fn new(manifest: Manifest, embeddings: Vec<f32>) -> Self {
         let rows = manifest
             .sources
             .iter()
             .enumerate()
             .flat_map(|(s, src)| (0..src.passages.len()).map(move |p| (s, p)))
             .collect();
-        Ok((
-            Self {
-                manifest,
-                embeddings,
-                rows,
-            },
-            stats,
-        ))
+        Self {
+            manifest,
+            embeddings,
+            rows,
+        }
+    }
+
+    /// The embedder settings the index was built with (`ModelInfo` without its path).
+    pub fn model(&self) -> &serde_json::Value {
+        &self.manifest.model
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.manifest.dim
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,5 +1,6 @@
 //! The HTTP layer: OpenAI's `POST /v1/embeddings` and text-embeddings-
-//! inference's `POST /embed`, `GET /health` and `GET /info`, with bearer-token
+//! inference's `POST /embed`, `GET /health` and `GET /info`, and `POST /search`
+//! over an index built by `reasonembed search`, with bearer-token
 //! auth, a payload limit, a cap on inputs per request and on concurrent
 //! requests (429 beyond it), and JSON errors with their status codes.
 
@@ -11,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use reasonembed_models::Embedder;
+use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_search::index::PassageIndex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -20,6 +22,8 @@ use crate::core::Infer;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Padded tokens per inference batch.
+    pub max_batch_tokens: usize,
     pub payload_bytes: usize,
     pub max_inputs: usize,
     pub max_concurrent: usize,
@@ -31,6 +35,7 @@ impl Default for Limits {
     /// text-embeddings-inference's defaults.
     fn default() -> Self {
         Self {
+            max_batch_tokens: 16_384,
             payload_bytes: 2_000_000,
             max_inputs: 32,
             max_concurrent: 512,
@@ -55,9 +60,10 @@ struct AppState {
     embedder: Arc<Embedder>,
     settings: Settings,
     permits: Semaphore,
+    index: Option<PassageIndex>,
 }
 
-pub fn router(infer: Infer, embedder: Arc<Embedder>, settings: Settings) -> Router {
+pub fn router(infer: Infer, embedder: Arc<Embedder>, settings: Settings, index: Option<PassageIndex>) -> Router {
     let payload = settings.limits.payload_bytes;
     let permits = Semaphore::new(settings.limits.max_concurrent);
     let state = Arc::new(AppState {
@@ -65,10 +71,12 @@ pub fn router(infer: Infer, embedder: Arc<Embedder>, settings: Settings) -> Rout
         embedder,
         settings,
         permits,
+        index,
     });
     Router::new()
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/embed", post(tei_embed))
+        .route("/search", post(search))
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/info", get(info))
         .layer(DefaultBodyLimit::max(payload))
@@ -256,6 +264,48 @@ async fn tei_embed(
         vectors.iter_mut().for_each(|v| normalize(v));
     }
     Ok(Json(json!(vectors)))
+}
+
+#[derive(Deserialize)]
+struct SearchRequest {
+    query: String,
+    k: Option<usize>,
+    /// A task instruction, in the ReasonEmbed format.
+    instruction: Option<String>,
+}
+
+/// The `k` passages of the index (`--index`) closest to the query.
+async fn search(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers)?;
+    let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    let index = state.index.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "this server has no index (start it with --index DIR)".into(),
+        )
+    })?;
+    if request.query.trim().is_empty() {
+        return Err(bad("'query' is empty"));
+    }
+    let k = request.k.unwrap_or(10);
+    if k == 0 || k > 1000 {
+        return Err(bad("'k' must be between 1 and 1000"));
+    }
+    let text = match &request.instruction {
+        Some(instruction) => with_instruction(instruction, &request.query),
+        None => request.query,
+    };
+    let (mut vectors, _) = state.embed(&[text], true).await?;
+    let mut query = vectors.remove(0);
+    if index.model()["normalize"] == true {
+        normalize(&mut query);
+    }
+    let hits = index.search(&query, k).remove(0);
+    Ok(Json(json!({ "hits": hits })))
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -11,6 +11,7 @@ pub mod core;
 use std::net::SocketAddr;
 
 use reasonembed_models::Embedder;
+use reasonembed_search::index::PassageIndex;
 
 pub use api::{Limits, Settings};
 
@@ -20,14 +21,14 @@ pub use api::{Limits, Settings};
 pub fn serve(
     embedder: Embedder,
     settings: Settings,
+    index: Option<PassageIndex>,
     addr: SocketAddr,
-    max_batch_tokens: usize,
     ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let (infer, embedder) = core::Infer::start(embedder, max_batch_tokens);
-        let app = api::router(infer, embedder, settings);
+        let (infer, embedder) = core::Infer::start(embedder, settings.limits.max_batch_tokens);
+        let app = api::router(infer, embedder, settings, index);
         let listener = tokio::net::TcpListener::bind(addr).await?;
         ready(listener.local_addr()?);
         axum::serve(listener, app)

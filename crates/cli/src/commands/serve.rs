@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use reasonembed_models::Embedder;
+use reasonembed_search::index::PassageIndex;
 use reasonembed_server::{Limits, Settings};
 
 use super::shared::ModelArgs;
@@ -42,6 +43,9 @@ pub struct Args {
     /// Answer 413 to inputs longer than the model's max length instead of truncating them.
     #[arg(long)]
     no_auto_truncate: bool,
+    /// An index built by `reasonembed search --index DIR` with the same model, for POST /search.
+    #[arg(long)]
+    index: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -54,7 +58,13 @@ pub fn run(args: Args) -> Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("invalid address {}:{}", args.host, args.port))?;
+    let index = args
+        .index
+        .as_deref()
+        .map(|dir| open_index(dir, &embedder))
+        .transpose()?;
     let limits = Limits {
+        max_batch_tokens: args.max_batch_tokens,
         payload_bytes: args.payload_limit,
         max_inputs: args.max_client_batch_size,
         max_concurrent: args.max_concurrent_requests,
@@ -66,8 +76,28 @@ pub fn run(args: Args) -> Result<()> {
         api_key: args.api_key,
         limits,
     };
-    reasonembed_server::serve(embedder, settings, addr, args.max_batch_tokens, |bound| {
+    reasonembed_server::serve(embedder, settings, index, addr, |bound| {
         eprintln!("listening on http://{bound}")
     })
     .with_context(|| format!("cannot serve on {addr}"))
+}
+
+/// The index, checked against the served model's settings.
+fn open_index(dir: &std::path::Path, embedder: &Embedder) -> Result<PassageIndex> {
+    let index = PassageIndex::open(dir)?;
+    let comparable = |mut v: serde_json::Value| {
+        v.as_object_mut().map(|o| {
+            o.remove("path");
+            o.remove("normalize");
+        });
+        v
+    };
+    let served = comparable(serde_json::to_value(embedder.info()).expect("model info serialises"));
+    anyhow::ensure!(
+        comparable(index.model().clone()) == served,
+        "{}: the index was built with another model or other settings ({}); rebuild it with this model",
+        dir.display(),
+        index.model()
+    );
+    Ok(index)
 }
