@@ -86,10 +86,10 @@ pub fn run(args: Args) -> Result<()> {
 fn open_index(dir: &std::path::Path, embedder: &Embedder) -> Result<PassageIndex> {
     let index = PassageIndex::open(dir)?;
     let comparable = |mut v: serde_json::Value| {
-        v.as_object_mut().map(|o| {
+        if let Some(o) = v.as_object_mut() {
             o.remove("path");
             o.remove("normalize");
-        });
+        }
         v
     };
     let served = comparable(serde_json::to_value(embedder.info()).expect("model info serialises"));
