@@ -126,6 +126,13 @@ fn both_api_shapes_give_the_vectors_of_embed() {
     let (status, body) = server.request("GET", "/info", "", &[]);
     assert_eq!(status, 200);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["dimensions"], 32);
+
+    // Prometheus counters saw the three embedding requests (five texts).
+    let (status, metrics) = server.request("GET", "/metrics", "", &[]);
+    assert_eq!(status, 200);
+    assert!(metrics.contains("# TYPE reasonembed_requests_total counter"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "reasonembed_inputs_total 5"), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("reasonembed_batches_total ") && l != "reasonembed_batches_total 0"));
 }
 
 #[test]

@@ -79,8 +79,24 @@ pub fn router(infer: Infer, embedder: Arc<Embedder>, settings: Settings, index: 
         .route("/search", post(search))
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/info", get(info))
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<AppState>>| async move { state.infer.metrics.render() }),
+        )
         .layer(DefaultBodyLimit::max(payload))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
+}
+
+/// Counts every answer, and the errors among them, for `/metrics`.
+async fn count(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    state.infer.metrics.request(response.status().is_success());
+    response
 }
 
 /// An error as a JSON body with its status.

@@ -4,11 +4,14 @@
 //! counts it for padded backends). Requests whose client has gone are dropped
 //! before inference.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Instant;
 
 use reasonembed_models::{Embedder, Mode};
 use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
 
 /// Embeddings of one request, raw (not normalised), with the tokens used.
 pub struct Output {
@@ -19,34 +22,41 @@ pub struct Output {
 struct Job {
     seqs: Vec<Vec<u32>>,
     reply: oneshot::Sender<Result<Output, String>>,
+    queued: Instant,
 }
 
 #[derive(Clone)]
 pub struct Infer {
     queue: mpsc::Sender<Job>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Infer {
     /// Starts the worker; `max_batch_tokens` bounds the padded size of a batch.
-    pub fn start(embedder: Embedder, max_batch_tokens: usize) -> (Self, std::sync::Arc<Embedder>) {
-        let embedder = std::sync::Arc::new(embedder);
+    pub fn start(embedder: Embedder, max_batch_tokens: usize) -> (Self, Arc<Embedder>) {
+        let embedder = Arc::new(embedder);
+        let metrics = Arc::new(Metrics::default());
         let (queue, jobs) = mpsc::channel::<Job>();
-        let worker = embedder.clone();
-        thread::spawn(move || run(&worker, &jobs, max_batch_tokens));
-        (Self { queue }, embedder)
+        let (worker, counters) = (embedder.clone(), metrics.clone());
+        thread::spawn(move || run(&worker, &jobs, max_batch_tokens, &counters));
+        (Self { queue, metrics }, embedder)
     }
 
     /// Embeds token sequences (already truncated) through the queue.
     pub async fn embed(&self, seqs: Vec<Vec<u32>>) -> Result<Output, String> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { seqs, reply })
+            .send(Job {
+                seqs,
+                reply,
+                queued: Instant::now(),
+            })
             .map_err(|_| "the inference worker stopped".to_string())?;
         answer.await.map_err(|_| "the inference worker stopped".to_string())?
     }
 }
 
-fn run(embedder: &Embedder, jobs: &mpsc::Receiver<Job>, max_batch_tokens: usize) {
+fn run(embedder: &Embedder, jobs: &mpsc::Receiver<Job>, max_batch_tokens: usize, metrics: &Metrics) {
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {
@@ -71,7 +81,15 @@ fn run(embedder: &Embedder, jobs: &mpsc::Receiver<Job>, max_batch_tokens: usize)
             continue;
         }
         let seqs: Vec<&[u32]> = live.iter().flat_map(|j| j.seqs.iter().map(Vec::as_slice)).collect();
+        let started = Instant::now();
+        let queued = live.iter().map(|j| started - j.queued).sum();
         let result = embed(embedder, &seqs);
+        metrics.batch(
+            seqs.len(),
+            seqs.iter().map(|s| s.len()).sum(),
+            queued,
+            started.elapsed(),
+        );
         let mut offset = 0;
         for job in live {
             let n = job.seqs.len();

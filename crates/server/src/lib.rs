@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod core;
+pub mod metrics;
 
 use std::net::SocketAddr;
 
