@@ -130,9 +130,16 @@ fn both_api_shapes_give_the_vectors_of_embed() {
     // Prometheus counters saw the three embedding requests (five texts).
     let (status, metrics) = server.request("GET", "/metrics", "", &[]);
     assert_eq!(status, 200);
-    assert!(metrics.contains("# TYPE reasonembed_requests_total counter"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE reasonembed_requests_total counter"),
+        "{metrics}"
+    );
     assert!(metrics.lines().any(|l| l == "reasonembed_inputs_total 5"), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("reasonembed_batches_total ") && l != "reasonembed_batches_total 0"));
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("reasonembed_batches_total ") && l != "reasonembed_batches_total 0")
+    );
 }
 
 #[test]
