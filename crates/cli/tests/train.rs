@@ -128,3 +128,91 @@ fn a_small_run_writes_model_metrics_and_plots() {
         String::from_utf8_lossy(&embedded.stderr)
     );
 }
+
+/// A LoRA adapter applied at load time embeds like the model with it merged.
+#[test]
+fn a_trained_adapter_loads_like_its_merged_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    let rows: Vec<String> = (0..4)
+        .map(|i| {
+            serde_json::json!({"query": format!("question {i}"), "pos": [format!("answer {i}")], "neg": ["noise"]})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let model = repo_root().join("fixtures/models/tiny-bert");
+    let output = dir.path().join("run");
+    let out = reasonembed(&[
+        "train",
+        "--quiet",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--loss",
+        "infonce",
+        "--finetune",
+        "lora",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--merge-lora",
+        "true",
+        "--learning-rate",
+        "0.01",
+        "--batch-size",
+        "2",
+        "--group-size",
+        "2",
+        "--query-max-length",
+        "16",
+        "--passage-max-length",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let texts = dir.path().join("t.txt");
+    std::fs::write(&texts, "question 1\nanswer 3\n").unwrap();
+    let embed = |extra: &[&str], name: &str| -> Vec<Vec<f32>> {
+        let path = dir.path().join(name);
+        let mut args = vec![
+            "embed",
+            "--quiet",
+            "--no-cache",
+            texts.to_str().unwrap(),
+            "-o",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = reasonembed(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        candle_core::Tensor::read_npy(&path).unwrap().to_vec2::<f32>().unwrap()
+    };
+    let merged = embed(&["--model", output.join("model").to_str().unwrap()], "merged.npy");
+    let adapted = embed(
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--adapter",
+            output.join("adapter").to_str().unwrap(),
+        ],
+        "adapted.npy",
+    );
+    let base = embed(&["--model", model.to_str().unwrap()], "base.npy");
+    let diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(
+        diff(&merged, &adapted) < 1e-5,
+        "adapter vs merged: {}",
+        diff(&merged, &adapted)
+    );
+    assert!(diff(&base, &adapted) > 1e-4, "the adapter changes the model");
+}

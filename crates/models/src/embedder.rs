@@ -39,6 +39,8 @@ pub struct EmbedderOptions {
     pub dtype: Option<DType>,
     pub device: Option<Device>,
     pub trainable: Trainable,
+    /// A LoRA adapter in the PEFT layout to apply (inference).
+    pub adapter: Option<std::path::PathBuf>,
 }
 
 /// The settings an embedder ended up with, for reports and `/info`.
@@ -115,13 +117,23 @@ impl Embedder {
         let device = options.device.clone().unwrap_or(Device::Cpu);
         let dtype = options.dtype.unwrap_or(DType::F32);
 
-        let (weights, trainable_vars) = params::open(&folder.weight_files, &options.trainable, dtype, &device)?;
+        let trainable = match &options.adapter {
+            Some(dir) => Trainable::Lora(crate::adapter::read_config(dir)?),
+            None => options.trainable.clone(),
+        };
+        let (weights, trainable_vars) = params::open(&folder.weight_files, &trainable, dtype, &device)?;
         let mut backbone = Backbone::load(&weights, &config).map_err(|e| Error::Weights {
             path: folder.weight_files[0].clone(),
             message: e.to_string(),
         })?;
         if let Some(attention) = options.attention {
             backbone.set_attention(attention).map_err(Error::Input)?;
+        }
+        if let Some(dir) = &options.adapter {
+            let vars = trainable_vars.data().lock().expect("VarMap lock poisoned");
+            let mut named: Vec<(String, Var)> = vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            crate::adapter::load_weights(dir, &named, &device)?;
         }
 
         let tokenizer = TextTokenizer::from_file(&folder.tokenizer_file)?;

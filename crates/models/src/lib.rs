@@ -9,6 +9,7 @@
 //! This crate owns everything from text to vector. It knows nothing of files
 //! of texts, search, training loops or the command line: those stages call it.
 
+pub mod adapter;
 pub mod attention;
 pub mod backbone;
 pub mod batch;

@@ -41,6 +41,10 @@ pub struct ModelArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
 
+    /// A LoRA adapter (PEFT layout: adapter_config.json, adapter_model.safetensors) to apply.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<std::path::PathBuf>,
+
     /// Weight precision [default: f32 on CPU, bf16 on CUDA].
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeArg>,
@@ -116,6 +120,7 @@ impl ModelArgs {
             },
             dtype: Some(dtype),
             device: Some(device),
+            adapter: self.adapter.clone(),
             ..Default::default()
         })
     }
