@@ -239,3 +239,67 @@ fn search_answers_what_the_search_command_answers() {
     let bare = Server::start(&[]);
     assert_eq!(bare.json("/search", json!({"query": "x"})).0, 404);
 }
+
+#[test]
+fn adapters_are_chosen_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d.jsonl");
+    let rows: Vec<String> = (0..4)
+        .map(|i| {
+            json!({"query": format!("question {i}"), "pos": [format!("answer {i}")], "neg": ["noise"]}).to_string()
+        })
+        .collect();
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let output = dir.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args([
+            "train",
+            "--quiet",
+            "--loss",
+            "infonce",
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--learning-rate",
+            "0.01",
+            "--batch-size",
+            "2",
+            "--group-size",
+            "2",
+            "--query-max-length",
+            "16",
+            "--passage-max-length",
+            "16",
+        ])
+        .arg("--model")
+        .arg(tiny_bert())
+        .arg("--data")
+        .arg(&data)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let adapter = output.join("adapter");
+    let spec = format!("tuned={}", adapter.display());
+    let server = Server::start(&["--adapters", &spec]);
+    let options = EmbedderOptions {
+        adapter: Some(adapter),
+        ..Default::default()
+    };
+    let expected = Embedder::from_spec(tiny_bert().to_str().unwrap(), options)
+        .unwrap()
+        .encode(&["question 2"], 1, |_, _| {})
+        .unwrap();
+    let (status, body) = server.json("/v1/embeddings", json!({"input": "question 2", "model": "tuned"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], "tuned");
+    assert!(close(expected.row(0), &body["data"][0]["embedding"]));
+    let (_, base) = server.json("/v1/embeddings", json!({"input": "question 2"}));
+    assert!(
+        !close(expected.row(0), &base["data"][0]["embedding"]),
+        "the base model answers without the adapter"
+    );
+    assert_eq!(server.json("/embed", json!({"inputs": "x", "model": "nope"})).0, 404);
+}

@@ -4,6 +4,7 @@
 //! auth, a payload limit, a cap on inputs per request and on concurrent
 //! requests (429 beyond it), and JSON errors with their status codes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::core::Infer;
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -55,20 +57,32 @@ pub struct Settings {
     pub limits: Limits,
 }
 
+/// A served model: the base, or the base with a LoRA adapter.
+pub struct Served {
+    pub infer: Infer,
+    pub embedder: Arc<Embedder>,
+}
+
 struct AppState {
-    infer: Infer,
-    embedder: Arc<Embedder>,
+    /// By the name clients give as `model`; `settings.model_name` is the default.
+    models: BTreeMap<String, Served>,
+    metrics: Arc<Metrics>,
     settings: Settings,
     permits: Semaphore,
     index: Option<PassageIndex>,
 }
 
-pub fn router(infer: Infer, embedder: Arc<Embedder>, settings: Settings, index: Option<PassageIndex>) -> Router {
+pub fn router(
+    models: BTreeMap<String, Served>,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    index: Option<PassageIndex>,
+) -> Router {
     let payload = settings.limits.payload_bytes;
     let permits = Semaphore::new(settings.limits.max_concurrent);
     let state = Arc::new(AppState {
-        infer,
-        embedder,
+        models,
+        metrics,
         settings,
         permits,
         index,
@@ -81,7 +95,7 @@ pub fn router(infer: Infer, embedder: Arc<Embedder>, settings: Settings, index: 
         .route("/info", get(info))
         .route(
             "/metrics",
-            get(|State(state): State<Arc<AppState>>| async move { state.infer.metrics.render() }),
+            get(|State(state): State<Arc<AppState>>| async move { state.metrics.render() }),
         )
         .layer(DefaultBodyLimit::max(payload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
@@ -95,7 +109,7 @@ async fn count(
     next: axum::middleware::Next,
 ) -> Response {
     let response = next.run(request).await;
-    state.infer.metrics.request(response.status().is_success());
+    state.metrics.request(response.status().is_success());
     response
 }
 
@@ -155,8 +169,25 @@ impl AppState {
         }
     }
 
-    /// Raw vectors and token count of `texts`, through the batching queue.
-    async fn embed(&self, texts: &[String], truncate: bool) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+    /// The model a request names (the default when it names none).
+    fn model(&self, name: Option<&str>) -> Result<&Served, ApiError> {
+        let name = name.unwrap_or(&self.settings.model_name);
+        self.models.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("unknown model '{name}' (this server serves: {})", known.join(", ")),
+            )
+        })
+    }
+
+    /// Raw vectors and token count of `texts`, through the model's batching queue.
+    async fn embed(
+        &self,
+        model: &Served,
+        texts: &[String],
+        truncate: bool,
+    ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
         if texts.len() > self.settings.limits.max_inputs {
             return Err(bad(format!(
                 "{} inputs; at most {} per request",
@@ -170,8 +201,8 @@ impl AppState {
             .map_err(|_| ApiError(StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests".into()))?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         if !truncate {
-            let max = self.embedder.info().max_length;
-            let counts = self.embedder.token_counts(&refs).map_err(|e| bad(e.to_string()))?;
+            let max = model.embedder.info().max_length;
+            let counts = model.embedder.token_counts(&refs).map_err(|e| bad(e.to_string()))?;
             if let Some(i) = counts.iter().position(|&n| n > max) {
                 return Err(ApiError(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -179,8 +210,8 @@ impl AppState {
                 ));
             }
         }
-        let seqs = self.embedder.tokenize(&refs).map_err(|e| bad(e.to_string()))?;
-        let out = self
+        let seqs = model.embedder.tokenize(&refs).map_err(|e| bad(e.to_string()))?;
+        let out = model
             .infer
             .embed(seqs)
             .await
@@ -209,18 +240,10 @@ async fn openai_embeddings(
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers)?;
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
-    if let Some(model) = request.model.as_deref().filter(|m| *m != state.settings.model_name) {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!(
-                "unknown model '{model}' (this server serves '{}')",
-                state.settings.model_name
-            ),
-        ));
-    }
+    let model = state.model(request.model.as_deref())?;
     let texts = inputs(&request.input, "input")?;
-    let (vectors, tokens) = state.embed(&texts, state.settings.limits.auto_truncate).await?;
-    let dims = state.embedder.dimensions();
+    let (vectors, tokens) = state.embed(model, &texts, state.settings.limits.auto_truncate).await?;
+    let dims = model.embedder.dimensions();
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
@@ -245,7 +268,7 @@ async fn openai_embeddings(
         })
         .collect();
     Ok(Json(
-        json!({ "object": "list", "data": data, "model": state.settings.model_name, "usage": { "prompt_tokens": tokens, "total_tokens": tokens } }),
+        json!({ "object": "list", "data": data, "model": request.model.as_deref().unwrap_or(&state.settings.model_name), "usage": { "prompt_tokens": tokens, "total_tokens": tokens } }),
     ))
 }
 
@@ -255,6 +278,8 @@ struct TeiRequest {
     normalize: Option<bool>,
     truncate: Option<bool>,
     prompt_name: Option<String>,
+    /// Which model or adapter (an extension of TEI's shape); the default when absent.
+    model: Option<String>,
 }
 
 async fn tei_embed(
@@ -264,9 +289,10 @@ async fn tei_embed(
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers)?;
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
+    let model = state.model(request.model.as_deref())?;
     let mut texts = inputs(&request.inputs, "inputs")?;
     if let Some(name) = &request.prompt_name {
-        let prompt = state
+        let prompt = model
             .embedder
             .prompts()
             .get(name)
@@ -274,7 +300,11 @@ async fn tei_embed(
         texts = texts.into_iter().map(|t| format!("{prompt}{t}")).collect();
     }
     let (mut vectors, _) = state
-        .embed(&texts, request.truncate.unwrap_or(state.settings.limits.auto_truncate))
+        .embed(
+            model,
+            &texts,
+            request.truncate.unwrap_or(state.settings.limits.auto_truncate),
+        )
         .await?;
     if request.normalize.unwrap_or(state.settings.normalize_default) {
         vectors.iter_mut().for_each(|v| normalize(v));
@@ -315,7 +345,8 @@ async fn search(
         Some(instruction) => with_instruction(instruction, &request.query),
         None => request.query,
     };
-    let (mut vectors, _) = state.embed(&[text], true).await?;
+    let model = state.model(None)?;
+    let (mut vectors, _) = state.embed(model, &[text], true).await?;
     let mut query = vectors.remove(0);
     if index.model()["normalize"] == true {
         normalize(&mut query);
@@ -325,9 +356,10 @@ async fn search(
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let info = state.embedder.info();
+    let info = state.models[&state.settings.model_name].embedder.info();
     Json(json!({
         "model_id": state.settings.model_name,
+        "models": state.models.keys().collect::<Vec<_>>(),
         "dimensions": info.dimensions,
         "max_input_length": info.max_length,
         "pooling": info.pooling,

@@ -33,9 +33,8 @@ pub struct Infer {
 
 impl Infer {
     /// Starts the worker; `max_batch_tokens` bounds the padded size of a batch.
-    pub fn start(embedder: Embedder, max_batch_tokens: usize) -> (Self, Arc<Embedder>) {
+    pub fn start(embedder: Embedder, max_batch_tokens: usize, metrics: Arc<Metrics>) -> (Self, Arc<Embedder>) {
         let embedder = Arc::new(embedder);
-        let metrics = Arc::new(Metrics::default());
         let (queue, jobs) = mpsc::channel::<Job>();
         let (worker, counters) = (embedder.clone(), metrics.clone());
         thread::spawn(move || run(&worker, &jobs, max_batch_tokens, &counters));

@@ -11,16 +11,21 @@ pub mod metrics;
 
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
+use metrics::Metrics;
 use reasonembed_models::Embedder;
 use reasonembed_search::index::PassageIndex;
 
 pub use api::{Limits, Settings};
 
-/// Serves `embedder` on `addr` until Ctrl-C, finishing requests in flight.
+/// Serves on `addr` until Ctrl-C, finishing requests in flight.
 /// `ready(addr)` is called once the socket listens (with the real port when
 /// `addr` asked for port 0).
+/// `models` are served by name (`settings.model_name` is the default), each
+/// with its own batching worker.
 pub fn serve(
-    embedder: Embedder,
+    models: Vec<(String, Embedder)>,
     settings: Settings,
     index: Option<PassageIndex>,
     addr: SocketAddr,
@@ -28,8 +33,15 @@ pub fn serve(
 ) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let (infer, embedder) = core::Infer::start(embedder, settings.limits.max_batch_tokens);
-        let app = api::router(infer, embedder, settings, index);
+        let metrics = Arc::new(Metrics::default());
+        let served = models
+            .into_iter()
+            .map(|(name, embedder)| {
+                let (infer, embedder) = core::Infer::start(embedder, settings.limits.max_batch_tokens, metrics.clone());
+                (name, api::Served { infer, embedder })
+            })
+            .collect();
+        let app = api::router(served, metrics, settings, index);
         let listener = tokio::net::TcpListener::bind(addr).await?;
         ready(listener.local_addr()?);
         axum::serve(listener, app)

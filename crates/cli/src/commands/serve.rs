@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use reasonembed_models::Embedder;
+use reasonembed_models::{Embedder, EmbedderOptions};
 use reasonembed_search::index::PassageIndex;
 use reasonembed_server::{Limits, Settings};
 
@@ -43,6 +43,10 @@ pub struct Args {
     /// Answer 413 to inputs longer than the model's max length instead of truncating them.
     #[arg(long)]
     no_auto_truncate: bool,
+    /// More models to serve: the base model with a LoRA adapter (PEFT layout), chosen per
+    /// request by `model: NAME` (repeat for several).
+    #[arg(long = "adapters", value_name = "NAME=DIR")]
+    adapters: Vec<String>,
     /// An index built by `reasonembed search --index DIR` with the same model, for POST /search.
     #[arg(long)]
     index: Option<std::path::PathBuf>,
@@ -53,6 +57,19 @@ pub fn run(args: Args) -> Result<()> {
     // The server normalises per request (TEI's `normalize`), so the model returns raw vectors.
     let normalize_default = !args.model.no_normalize;
     options.normalize = Some(false);
+    let mut models = Vec::new();
+    for spec in &args.adapters {
+        let (name, dir) = spec
+            .split_once('=')
+            .with_context(|| format!("--adapters takes NAME=DIR, not '{spec}'"))?;
+        let adapted = EmbedderOptions {
+            adapter: Some(dir.into()),
+            ..options.clone()
+        };
+        let embedder = Embedder::from_spec(&args.model.model, adapted)
+            .with_context(|| format!("cannot load adapter '{name}' from {dir}"))?;
+        models.push((name.to_string(), embedder));
+    }
     let embedder = Embedder::from_spec(&args.model.model, options)
         .with_context(|| format!("cannot load model '{}'", args.model.model))?;
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
@@ -76,7 +93,8 @@ pub fn run(args: Args) -> Result<()> {
         api_key: args.api_key,
         limits,
     };
-    reasonembed_server::serve(embedder, settings, index, addr, |bound| {
+    models.insert(0, (args.model.model.clone(), embedder));
+    reasonembed_server::serve(models, settings, index, addr, |bound| {
         eprintln!("listening on http://{bound}")
     })
     .with_context(|| format!("cannot serve on {addr}"))
