@@ -111,10 +111,23 @@ fn padded_cost(jobs: &[Job]) -> usize {
     count * longest
 }
 
+/// Sequences per forward pass: the batch is cut into groups of similar
+/// length, so a long text does not pad every short one.
+const GROUP: usize = 16;
+
 fn embed(embedder: &Embedder, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
-    let batch = embedder.batch(seqs).map_err(|e| e.to_string())?;
-    let out = embedder
-        .embed_batch(&batch, Mode::Inference)
-        .map_err(|e| e.to_string())?;
-    out.to_vec2::<f32>().map_err(|e| e.to_string())
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| seqs[i].len());
+    let mut rows = vec![Vec::new(); seqs.len()];
+    for chunk in order.chunks(GROUP) {
+        let group: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i]).collect();
+        let batch = embedder.batch(&group).map_err(|e| e.to_string())?;
+        let out = embedder
+            .embed_batch(&batch, Mode::Inference)
+            .map_err(|e| e.to_string())?;
+        for (&i, row) in chunk.iter().zip(out.to_vec2::<f32>().map_err(|e| e.to_string())?) {
+            rows[i] = row;
+        }
+    }
+    Ok(rows)
 }
