@@ -30,6 +30,8 @@ pub struct CorpusStats {
 pub struct Corpus {
     /// Distinct ids, in order of first appearance.
     pub ids: Vec<String>,
+    /// Position of each id in `ids`, built once (exclusions look ids up per query).
+    index: HashMap<String, u32>,
     /// The row holding each id's text (its last row).
     id_row: Vec<usize>,
     /// The distinct text of each id.
@@ -41,13 +43,13 @@ pub struct Corpus {
 
 impl Corpus {
     pub fn new(docs: Vec<Document>) -> Self {
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut index: HashMap<String, u32> = HashMap::new();
         let (mut ids, mut id_row) = (Vec::new(), Vec::new());
         for (row, doc) in docs.iter().enumerate() {
             match index.get(&doc.id) {
-                Some(&i) => id_row[i] = row,
+                Some(&i) => id_row[i as usize] = row,
                 None => {
-                    index.insert(doc.id.clone(), ids.len());
+                    index.insert(doc.id.clone(), ids.len() as u32);
                     ids.push(doc.id.clone());
                     id_row.push(row);
                 }
@@ -74,6 +76,7 @@ impl Corpus {
         let rows = docs.into_iter().map(|d| d.text).collect();
         Self {
             ids,
+            index,
             id_row,
             id_text,
             texts,
@@ -84,13 +87,7 @@ impl Corpus {
 
     /// Row indices of `ids` in this corpus; ids it does not hold are ignored.
     pub fn indices<'a>(&self, ids: impl Iterator<Item = &'a String>) -> HashSet<u32> {
-        let lookup: HashMap<&str, u32> = self
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.as_str(), i as u32))
-            .collect();
-        ids.filter_map(|id| lookup.get(id.as_str()).copied()).collect()
+        ids.filter_map(|id| self.index.get(id).copied()).collect()
     }
 }
 

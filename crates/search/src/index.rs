@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use reasonembed_data::atomic;
-use reasonembed_data::jsonl::{for_each_object, id_field, string_field};
 use reasonembed_models::Embedder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -284,15 +283,8 @@ fn model_settings(embedder: &Embedder) -> serde_json::Value {
 fn read_corpus(corpus: &Path) -> Result<Vec<(String, String)>> {
     if corpus.is_file() {
         if corpus.extension().is_some_and(|e| e == "jsonl") {
-            let mut docs = Vec::new();
-            for_each_object(corpus, |at, obj| {
-                let id = id_field(&obj, &["_id", "id", "docid"], at)?;
-                let text = string_field(&obj, &["text", "content", "contents"], at)?;
-                let title = obj.get("title").and_then(|t| t.as_str()).unwrap_or("");
-                docs.push((id, format!("{title} {text}").trim().to_string()));
-                Ok(())
-            })?;
-            return Ok(docs);
+            let docs = reasonembed_data::retrieval::read_corpus(corpus)?;
+            return Ok(docs.into_iter().map(|d| (d.id, d.text)).collect());
         }
         let text = std::fs::read_to_string(corpus).map_err(io(corpus))?;
         return Ok(vec![(
