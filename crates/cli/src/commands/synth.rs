@@ -1,0 +1,150 @@
+//! `reasonembed synth`: ReMixer data synthesis, stage by stage or all at once.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use reasonembed_models::EmbedderOptions;
+use reasonembed_search::cache::EmbeddingCache;
+use reasonembed_synth::config::Backend;
+use reasonembed_synth::{Pipeline, Run, Stage, SynthConfig};
+
+use crate::progress::Bars;
+
+/// Synthesise training data from a corpus with LLMs (ReMixer).
+///
+/// Stages: clean (optional yes/no domain filter), generate (a query per sampled source
+/// document), reason (the reasoning-augmented query q′), mine (candidates by exact search,
+/// source removed), annotate (a 1–5 relevance score per candidate), format (the trainer's
+/// JSONL in OUT/train/). Each stage appends to its own JSONL file in the run folder and skips
+/// what is already there, so any command resumes an interrupted run; `status` shows progress.
+/// The LLM is the embedded SmolLM2 GGUF by default (fetched on first use), or any
+/// OpenAI-compatible server (--llm-url). A report is written to OUT/report.{json,md}.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  reasonembed synth run --config examples/synth/cranfield.toml\n  reasonembed synth status --config examples/synth/cranfield.toml\n  reasonembed synth annotate --config synth.toml --llm-url http://127.0.0.1:8080/v1"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Every stage in order (clean only for domains that ask for it).
+    Run(Common),
+    /// Stage 0: keep documents the LLM judges to belong to the domain.
+    Clean(Common),
+    /// Stage 1: one query per sampled source document.
+    Generate(Common),
+    /// Stage 1b: the reasoning-augmented query q′ of each query.
+    Reason(Common),
+    /// Stage 2: candidates by exact search with the source document removed.
+    Mine(Common),
+    /// Stage 3: a 1–5 relevance score for every (query, candidate).
+    Annotate(Common),
+    /// Stage 4: the trainer's JSONL (positives ≥ 3, negatives ≤ 2).
+    Format(Common),
+    /// Each stage's progress: done, planned, failed.
+    Status(Common),
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// The run's settings (TOML): LLMs, sampling, mining, domains and corpora.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The run folder (overrides `output` in the config).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Use an OpenAI-compatible server for the generator (repeat to spread load), e.g.
+    /// http://127.0.0.1:8080/v1. The API key comes from the environment (`api_key_env`).
+    #[arg(long = "llm-url", value_name = "URL")]
+    llm_urls: Vec<String>,
+    /// The model name sent to the server, or the GGUF file / built-in LLM for the local backend.
+    #[arg(long)]
+    llm_model: Option<String>,
+    /// Keep every prompt and answer in OUT/audit.jsonl.
+    #[arg(long)]
+    audit: bool,
+    /// Do not cache corpus embeddings.
+    #[arg(long)]
+    no_cache: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl Common {
+    fn config(&self) -> Result<SynthConfig> {
+        let mut config = SynthConfig::read(&self.config).map_err(|e| anyhow!(e))?;
+        if let Some(out) = &self.out {
+            config.output = out.clone();
+        }
+        if !self.llm_urls.is_empty() {
+            config.llm.backend = Backend::Openai;
+            config.llm.base_urls = self.llm_urls.clone();
+            if self.llm_model.is_none() {
+                config.llm.model = "default".into();
+            }
+        }
+        if let Some(model) = &self.llm_model {
+            config.llm.model = model.clone();
+        }
+        config.audit |= self.audit;
+        config
+            .validate()
+            .map_err(|e| anyhow!("{}: {e}", self.config.display()))?;
+        Ok(config)
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let (stage, common) = match args.command {
+        Command::Run(c) => (None, c),
+        Command::Clean(c) => (Some(Stage::Clean), c),
+        Command::Generate(c) => (Some(Stage::Generate), c),
+        Command::Reason(c) => (Some(Stage::Reason), c),
+        Command::Mine(c) => (Some(Stage::Mine), c),
+        Command::Annotate(c) => (Some(Stage::Annotate), c),
+        Command::Format(c) => (Some(Stage::Format), c),
+        Command::Status(c) => {
+            let run = Run::open(c.config()?)?;
+            print_status(&reasonembed_synth::report::status(&run)?);
+            return Ok(());
+        }
+    };
+    let run = Run::open(common.config()?)?;
+    let cache = if common.no_cache {
+        EmbeddingCache::disabled()
+    } else {
+        EmbeddingCache::new(reasonembed_models::source::cache_dir().join("embeddings"))
+    };
+    let pipeline = Pipeline::new(run, cache, EmbedderOptions::default());
+    let mut bars = Bars::new(common.quiet);
+    let report = match stage {
+        None => pipeline.run_all(&mut bars)?,
+        Some(stage) => pipeline.stage(stage, &mut bars)?,
+    };
+    print_status(&report.status);
+    let dir = &pipeline.run.dir;
+    for (name, d) in &report.domains {
+        if d.training.kept > 0 {
+            eprintln!(
+                "{name}: {} training queries, {:.1} positives and {:.1} negatives per query",
+                d.training.kept, d.positives_per_query, d.negatives_per_query
+            );
+        }
+    }
+    eprintln!("report: {}", dir.join("report.md").display());
+    if stage.is_none() || stage == Some(Stage::Format) {
+        eprintln!("training data: {}", reasonembed_synth::run::train_dir(dir).display());
+    }
+    Ok(())
+}
+
+fn print_status(status: &[reasonembed_synth::report::StageStatus]) {
+    println!("{:<10} {:>8} {:>8} {:>8}", "stage", "done", "planned", "failed");
+    for s in status {
+        println!("{:<10} {:>8} {:>8} {:>8}", s.stage, s.done, s.total, s.failed);
+    }
+}

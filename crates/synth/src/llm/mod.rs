@@ -1,0 +1,122 @@
+//! The LLMs ReMixer talks to, behind one trait: an OpenAI-compatible HTTP
+//! client ([`openai`]) and an embedded GGUF model ([`local`]). Stages only see
+//! [`Llm`], so any endpoint (vLLM, SGLang, llama-server, Ollama, OpenAI) or a
+//! local file plugs in alike.
+
+pub mod local;
+pub mod openai;
+pub mod template;
+
+use serde::{Deserialize, Serialize};
+
+/// One chat message in the OpenAI shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: "system".into(),
+            content: content.into(),
+        }
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Sampling parameters of a call; `None` leaves the backend's default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    pub temperature: f64,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    pub max_tokens: usize,
+    /// Assistant prefill: the answer begins with this text and the model
+    /// continues it (e.g. `<score>` to ask for the verdict at once). The
+    /// returned text includes it.
+    #[serde(default)]
+    pub prefill: Option<String>,
+}
+
+/// A chat request: the messages, how to sample, and a seed that makes a
+/// local model's answer reproducible for the same item.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub messages: &'a [Message],
+    pub sampling: &'a Sampling,
+    pub seed: u64,
+}
+
+/// An answer with its token usage.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Completion {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// Worth another try: 429, 5xx, a timeout, a dropped connection.
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help: a bad request, bad auth, an unusable answer.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl LlmError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+}
+
+/// A chat model. Implementations are shared by the worker threads of a stage.
+pub trait Llm: Send + Sync {
+    /// The model's name, recorded with every synthesised item.
+    fn name(&self) -> &str;
+    /// How many calls may be in flight at once.
+    fn concurrency(&self) -> usize;
+    fn chat(&self, request: &Request) -> Result<Completion, LlmError>;
+}
+
+/// `answer` as a continuation of `prefill`: servers differ in whether they
+/// echo the prefill (llama-server does, vLLM does not).
+pub fn with_prefill(prefill: Option<&str>, answer: String) -> String {
+    match prefill {
+        Some(p) if !answer.starts_with(p) => format!("{p}{answer}"),
+        _ => answer,
+    }
+}
+
+/// Drops a leading reasoning block: everything up to the first `</think>`
+/// (the released generator strips the marker the same way).
+pub fn strip_reasoning(answer: &str) -> &str {
+    match answer.find("</think>") {
+        Some(end) => answer[end + "</think>".len()..].trim(),
+        None => answer.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_a_leading_reasoning_block() {
+        assert_eq!(strip_reasoning("<think>hmm</think>\n\n What is X? "), "What is X?");
+        assert_eq!(strip_reasoning("hmm</think>Q"), "Q");
+        assert_eq!(strip_reasoning("  plain "), "plain");
+    }
+}

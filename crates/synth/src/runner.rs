@@ -1,0 +1,216 @@
+//! Runs a stage's LLM calls: up to the backend's concurrency in flight,
+//! each answer turned into a record and appended as soon as it arrives (so a
+//! kill loses only the calls in flight), with timing that separates waiting
+//! on the LLM from the pipeline's own work.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reasonembed_search::Progress;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::audit::Audit;
+use crate::error::Result;
+use crate::llm::{Completion, Llm, LlmError, Message, Request, Sampling};
+use crate::run::{Run, Stage};
+use crate::store::{Record, StageFile};
+
+/// One call to make: its item id, the messages, a per-item seed and the
+/// fields the record carries whatever the answer.
+pub struct Job {
+    pub id: String,
+    pub messages: Vec<Message>,
+    pub seed: u64,
+    pub fields: Record,
+}
+
+/// What one run of a stage did; appended to `runs.jsonl` for the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageStats {
+    pub stage: String,
+    pub calls: usize,
+    pub failed: usize,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// From the first call to the last answer.
+    pub wall_seconds: f64,
+    /// The part of `wall_seconds` with at least one call in flight.
+    pub busy_seconds: f64,
+}
+
+impl StageStats {
+    /// The pipeline's own time as a share of the time spent waiting on the LLM.
+    pub fn overhead(&self) -> f64 {
+        if self.busy_seconds > 0.0 {
+            (self.wall_seconds - self.busy_seconds).max(0.0) / self.busy_seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Wall time during which at least one call is in flight.
+#[derive(Default)]
+struct Busy {
+    in_flight: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+impl Busy {
+    fn enter(&mut self) {
+        if self.in_flight == 0 {
+            self.since = Some(Instant::now());
+        }
+        self.in_flight += 1;
+    }
+
+    fn leave(&mut self) {
+        self.in_flight -= 1;
+        if self.in_flight == 0
+            && let Some(since) = self.since.take()
+        {
+            self.total += since.elapsed();
+        }
+    }
+}
+
+type Outcome = (usize, std::result::Result<Completion, LlmError>, f64);
+
+/// Makes every call in `jobs`; `parse` turns an answer into the record's
+/// fields (and may flag a parse failure in them). Failed calls are recorded
+/// with `error` and retried by the next run.
+pub fn run_jobs(
+    run: &Run,
+    stage: Stage,
+    llm: &dyn Llm,
+    jobs: Vec<Job>,
+    store: &mut StageFile,
+    progress: &mut dyn Progress,
+    parse: &dyn Fn(&Job, &str) -> Record,
+) -> Result<StageStats> {
+    let stats = call_all(
+        stage.name(),
+        llm,
+        run.config.sampling.of(stage).expect("an LLM stage"),
+        jobs,
+        store,
+        run.audit.as_ref(),
+        progress,
+        parse,
+    )?;
+    run.log_stats(&stats)?;
+    Ok(stats)
+}
+
+#[allow(clippy::too_many_arguments)] // the private core of `run_jobs`
+fn call_all(
+    stage: &str,
+    llm: &dyn Llm,
+    sampling: &Sampling,
+    jobs: Vec<Job>,
+    store: &mut StageFile,
+    audit: Option<&Audit>,
+    progress: &mut dyn Progress,
+    parse: &dyn Fn(&Job, &str) -> Record,
+) -> Result<StageStats> {
+    let already = store.done().count();
+    progress.start(stage, already + jobs.len());
+    progress.update(already);
+    let mut stats = StageStats {
+        stage: stage.into(),
+        ..Default::default()
+    };
+    if jobs.is_empty() {
+        progress.finish();
+        return Ok(stats);
+    }
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let busy = Arc::new(Mutex::new(Busy::default()));
+    let workers = llm.concurrency().clamp(1, jobs.len());
+    let (send, receive) = mpsc::channel::<Outcome>();
+    let result = std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
+            let send = send.clone();
+            let (jobs, next, busy) = (&jobs, &next, busy.clone());
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let request = Request {
+                        messages: &job.messages,
+                        sampling,
+                        seed: job.seed,
+                    };
+                    busy.lock().unwrap_or_else(|e| e.into_inner()).enter();
+                    let start = Instant::now();
+                    let answer = llm.chat(&request);
+                    let seconds = start.elapsed().as_secs_f64();
+                    busy.lock().unwrap_or_else(|e| e.into_inner()).leave();
+                    if send.send((i, answer, seconds)).is_err() {
+                        break; // the writer stopped on an error
+                    }
+                }
+            });
+        }
+        drop(send);
+        for (finished, (i, answer, seconds)) in receive.iter().enumerate() {
+            let job = &jobs[i];
+            let record = record_of(job, llm.name(), &answer, seconds, parse, &mut stats);
+            if let Some(audit) = audit {
+                audit.write(stage, job, &answer, seconds)?;
+            }
+            store.append(record)?;
+            progress.update(already + finished + 1);
+        }
+        Ok(())
+    });
+    stats.wall_seconds = started.elapsed().as_secs_f64();
+    stats.busy_seconds = busy.lock().unwrap_or_else(|e| e.into_inner()).total.as_secs_f64();
+    progress.finish();
+    result.map(|()| stats)
+}
+
+fn record_of(
+    job: &Job,
+    model: &str,
+    answer: &std::result::Result<Completion, LlmError>,
+    seconds: f64,
+    parse: &dyn Fn(&Job, &str) -> Record,
+    stats: &mut StageStats,
+) -> Record {
+    let mut record = Record::new();
+    record.insert("id".into(), Value::String(job.id.clone()));
+    record.extend(job.fields.clone());
+    stats.calls += 1;
+    match answer {
+        Ok(completion) => {
+            stats.prompt_tokens += completion.prompt_tokens;
+            stats.completion_tokens += completion.completion_tokens;
+            record.extend(parse(job, &completion.text));
+            record.insert(
+                "llm".into(),
+                json!({
+                    "model": model,
+                    "prompt_tokens": completion.prompt_tokens,
+                    "completion_tokens": completion.completion_tokens,
+                    "seconds": round3(seconds),
+                }),
+            );
+        }
+        Err(error) => {
+            stats.failed += 1;
+            record.insert("error".into(), Value::String(error.to_string()));
+            record.insert("llm".into(), json!({"model": model, "seconds": round3(seconds)}));
+        }
+    }
+    record
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,180 @@
+//! Stage 2, candidate mining with the source document removed: each query
+//! is embedded (in ReasonEmbed's instruction format by default) and searched
+//! exactly over its domain's corpus; walking the top `depth` hits in score
+//! order, texts equal to the query are skipped and the first `candidates`
+//! kept, padded with random documents when fewer survive; then the source
+//! document (and any copy of its text) is removed, as the released script
+//! does after the cut, so most lists hold `candidates − 1` documents.
+
+use std::collections::HashSet;
+
+use rand::seq::SliceRandom;
+use reasonembed_data::Document;
+use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_search::Progress;
+use reasonembed_search::cache::EmbeddingCache;
+use reasonembed_search::topk;
+use serde::Serialize;
+use serde_json::json;
+
+use super::fields;
+use crate::error::Result;
+use crate::run::{QueryItem, Run, Stage, rng};
+
+/// The candidate list of one query and how many of its entries are padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidates {
+    pub docs: Vec<usize>,
+    pub padded: usize,
+}
+
+/// Applies the cut, the padding and the source removal to ranked `hits`.
+pub fn select(
+    hits: &[usize],
+    docs: &[Document],
+    query: &str,
+    source: usize,
+    keep: usize,
+    pad: &mut impl rand::Rng,
+) -> Candidates {
+    let mut chosen: Vec<usize> = hits
+        .iter()
+        .copied()
+        .filter(|&i| docs[i].text != query)
+        .take(keep)
+        .collect();
+    let mut padding = HashSet::new();
+    if chosen.len() < keep {
+        let taken: HashSet<usize> = chosen.iter().copied().collect();
+        let mut pool: Vec<usize> = (0..docs.len())
+            .filter(|i| !taken.contains(i) && docs[*i].text != query)
+            .collect();
+        pool.shuffle(pad);
+        pool.truncate(keep - chosen.len());
+        padding.extend(pool.iter().copied());
+        chosen.extend(pool);
+    }
+    let source_text = &docs[source].text;
+    chosen.retain(|&i| i != source && &docs[i].text != source_text);
+    Candidates {
+        padded: chosen.iter().filter(|i| padding.contains(*i)).count(),
+        docs: chosen,
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MineStats {
+    pub queries: usize,
+    pub candidates: usize,
+    pub padded: usize,
+    pub seconds: f64,
+}
+
+pub fn run(run: &Run, embedder: &Embedder, cache: &EmbeddingCache, progress: &mut dyn Progress) -> Result<MineStats> {
+    let started = std::time::Instant::now();
+    let generated = run.open_stage(Stage::Generate)?;
+    let mut store = run.open_stage(Stage::Mine)?;
+    let mine = &run.config.mine;
+    let mut stats = MineStats::default();
+    let queries = run.queries(&generated)?;
+    for domain in &run.domains {
+        let pending: Vec<&QueryItem> = queries
+            .iter()
+            .filter(|q| q.domain == domain.config.name && !store.is_done(&q.id))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let texts: Vec<&str> = domain.docs.iter().map(|d| d.text.as_str()).collect();
+        progress.start(&format!("mine {}: corpus", domain.config.name), texts.len());
+        let corpus = cache.embed(embedder, &texts, mine.batch_size, |done, _| progress.update(done))?;
+        progress.finish();
+        let query_texts: Vec<String> = pending
+            .iter()
+            .map(|q| {
+                if mine.instruct {
+                    with_instruction(&domain.prompts.instruction, &q.query)
+                } else {
+                    q.query.clone()
+                }
+            })
+            .collect();
+        let refs: Vec<&str> = query_texts.iter().map(String::as_str).collect();
+        progress.start(&format!("mine {}: queries", domain.config.name), refs.len());
+        let embedded = embedder.encode(&refs, mine.batch_size, |done, _| progress.update(done))?;
+        progress.finish();
+        let no_exclusions = vec![HashSet::new(); pending.len()];
+        let hits = topk::search(&embedded.data, &corpus.data, corpus.dim, mine.depth, &no_exclusions);
+        for (item, hits) in pending.iter().zip(hits) {
+            let ranked: Vec<usize> = hits.iter().map(|h| h.index as usize).collect();
+            let source = domain.by_id[&item.source];
+            let chosen = select(
+                &ranked,
+                &domain.docs,
+                &item.query,
+                source,
+                mine.candidates,
+                &mut rng(run.config.seed, &["pad", &item.id]),
+            );
+            let ids: Vec<&str> = chosen.docs.iter().map(|&i| domain.docs[i].id.as_str()).collect();
+            stats.queries += 1;
+            stats.candidates += ids.len();
+            stats.padded += chosen.padded;
+            let mut record = fields([
+                ("id", json!(item.id)),
+                ("domain", json!(item.domain)),
+                ("candidates", json!(ids)),
+                ("padded", json!(chosen.padded)),
+            ]);
+            record.insert("embedder".into(), json!(embedder.info().path));
+            store.append(record)?;
+        }
+    }
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn docs(texts: &[&str]) -> Vec<Document> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Document {
+                id: format!("d{i}"),
+                text: t.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cuts_then_removes_the_source_and_query_copies() {
+        let d = docs(&["src", "the query", "a", "b", "src", "c"]);
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        // Ranked: source first, a copy of the query, a copy of the source text.
+        let c = select(&[0, 1, 2, 4, 3, 5], &d, "the query", 0, 3, &mut r);
+        assert_eq!(
+            c,
+            Candidates {
+                docs: vec![2],
+                padded: 0
+            }
+        );
+    }
+
+    #[test]
+    fn pads_with_random_documents_when_the_search_returns_too_few() {
+        let d = docs(&["src", "a", "b", "c", "d", "e"]);
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let c = select(&[1], &d, "q", 0, 4, &mut r);
+        assert_eq!(c.docs[0], 1);
+        assert!(c.docs.len() >= 3 && c.docs.len() <= 4, "{c:?}");
+        assert!(!c.docs.contains(&0));
+        let unique: HashSet<_> = c.docs.iter().collect();
+        assert_eq!(unique.len(), c.docs.len());
+        assert_eq!(c.padded, c.docs.len() - 1);
+    }
+}

@@ -1,0 +1,46 @@
+//! Stage 1b, the reasoning-augmented query q′ that Redapter weights by. The
+//! method is unpublished; our default is BRIGHT's reasoning prompt
+//! (`reason.py`): the query on one line, then "identify the essential
+//! problem, reason step by step, draft an answer"; the whole answer is q′.
+//! The model and prompt are recorded with each q′.
+
+use reasonembed_search::Progress;
+use serde_json::json;
+
+use super::fields;
+use crate::error::Result;
+use crate::llm::{Llm, Message, strip_reasoning};
+use crate::prompts::fill;
+use crate::run::{Run, Stage, derive_seed};
+use crate::runner::{Job, StageStats, run_jobs};
+
+pub fn run(run: &Run, llm: &dyn Llm, progress: &mut dyn Progress) -> Result<StageStats> {
+    let generated = run.open_stage(Stage::Generate)?;
+    let mut store = run.open_stage(Stage::Reason)?;
+    let mut jobs = Vec::new();
+    for item in run.queries(&generated)? {
+        if store.is_done(&item.id) {
+            continue;
+        }
+        let domain = run
+            .domain(&item.domain)
+            .expect("queries come from the config's domains");
+        let one_line = item.query.replace('\n', " ");
+        let prompt = fill(&domain.prompts.reason, &[("query", &one_line)]);
+        jobs.push(Job {
+            seed: derive_seed(run.config.seed, &["reason", &item.id]),
+            id: item.id.clone(),
+            messages: vec![Message::user(prompt)],
+            fields: fields([("domain", json!(item.domain))]),
+        });
+    }
+    let parse = |_: &Job, answer: &str| {
+        let reasoning = strip_reasoning(answer);
+        if reasoning.is_empty() {
+            fields([("reasoning_query", json!("")), ("parse_error", json!("empty answer"))])
+        } else {
+            fields([("reasoning_query", json!(reasoning))])
+        }
+    };
+    run_jobs(run, Stage::Reason, llm, jobs, &mut store, progress, &parse)
+}

@@ -1,0 +1,329 @@
+//! The stages end to end with a scripted fake LLM (named as such: it answers
+//! by looking at the prompt) and the tiny BERT fixture as the mining embedder.
+//! Real-LLM tests: local_llm.rs (embedded GGUF) and llama_server.rs (HTTP).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use reasonembed_models::EmbedderOptions;
+use reasonembed_search::Silent;
+use reasonembed_search::cache::EmbeddingCache;
+use reasonembed_synth::llm::{Completion, Llm, LlmError, Request};
+use reasonembed_synth::{Pipeline, Run, Stage, SynthConfig};
+use serde_json::Value;
+
+type Script = dyn Fn(&str) -> Result<String, LlmError> + Send + Sync;
+
+/// A fake LLM that answers from a script.
+struct FakeLlm {
+    script: Box<Script>,
+    calls: AtomicUsize,
+}
+
+impl FakeLlm {
+    fn new(script: impl Fn(&str) -> Result<String, LlmError> + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self {
+            script: Box::new(script),
+            calls: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Llm for FakeLlm {
+    fn name(&self) -> &str {
+        "fake"
+    }
+    fn concurrency(&self) -> usize {
+        3
+    }
+    fn chat(&self, request: &Request) -> Result<Completion, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let text = (self.script)(&request.messages[0].content)?;
+        Ok(Completion {
+            prompt_tokens: 10,
+            completion_tokens: text.len(),
+            text,
+        })
+    }
+}
+
+/// The number in `Document N.` of the first document in a prompt.
+fn doc_number(prompt: &str) -> usize {
+    let start = prompt.find("Document ").expect("a document in the prompt") + "Document ".len();
+    prompt[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// A well-behaved scripted LLM: keeps even documents in cleaning, writes a
+/// query naming the source (with a reasoning block to strip), and grades a
+/// candidate by its number: multiples of 3 score 4, others 1 or 2, and
+/// numbers ending in 7 get an answer without a score.
+fn good_script(prompt: &str) -> Result<String, LlmError> {
+    if prompt.starts_with("Does the following passage") {
+        return Ok(if doc_number(prompt).is_multiple_of(2) {
+            "Yes."
+        } else {
+            "No"
+        }
+        .into());
+    }
+    if prompt.contains("Your question:") {
+        let n = doc_number(prompt);
+        // Sources 8 and 9 get the same query: the md5 rule keeps one.
+        let n = if n == 9 { 8 } else { n };
+        return Ok(format!(
+            "<think>plan</think>\nHow does effect {n} arise in wind tunnels?"
+        ));
+    }
+    if prompt.contains("Instructions:\n1. Identify the essential problem.") {
+        return Ok("The essential problem is flow separation.".into());
+    }
+    if prompt.contains("[Begin of Document]") {
+        let doc = &prompt[prompt.find("[Begin of Document]").unwrap()..];
+        let n = doc_number(doc);
+        return Ok(match n {
+            n if n % 10 == 7 => "I think it is relevant.".into(),
+            n if n % 3 == 0 => "Analysis. <score>4</score>".into(),
+            n if n % 2 == 0 => "<score>2</score>".into(),
+            _ => "Irrelevant: <score> 1 </score>".into(),
+        });
+    }
+    Err(LlmError::Permanent(format!("unexpected prompt: {prompt}")))
+}
+
+fn text(n: usize, words: usize) -> String {
+    let mut t = format!("Document {n}. ");
+    while t.split_whitespace().count() < words {
+        t.push_str(&format!("pressure{n} boundary layer flow {} ", n * 7 % 13));
+    }
+    t
+}
+
+/// 37 documents: d0–d29 eligible except the excluded d1, d2; d30–d34 too
+/// short; d35 too long; d36 repeats d4's text.
+fn corpus(dir: &Path) -> PathBuf {
+    let mut lines = String::new();
+    for n in 0..37 {
+        let body = match n {
+            30..=34 => format!("Document {n}. short"),
+            35 => text(n, 1200),
+            36 => text(4, 40),
+            _ => text(n, 40),
+        };
+        lines.push_str(&serde_json::json!({"_id": format!("d{n}"), "text": body}).to_string());
+        lines.push('\n');
+    }
+    let path = dir.join("corpus.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    std::fs::write(
+        dir.join("qrels.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t0\n",
+    )
+    .unwrap();
+    path
+}
+
+fn config(dir: &Path, extra: &str) -> SynthConfig {
+    corpus(dir);
+    let tiny_bert = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-bert");
+    let toml = format!(
+        r#"output = "run"
+seed = 7
+audit = true
+[mine]
+model = "{}"
+candidates = 6
+depth = 20
+[[domain]]
+name = "aero"
+corpus = "corpus.jsonl"
+exclude_qrels = ["qrels.tsv"]
+sources = 12
+train_group_size = 4
+batch_size = 2
+{extra}"#,
+        tiny_bert.display()
+    );
+    let path = dir.join("synth.toml");
+    std::fs::write(&path, toml).unwrap();
+    SynthConfig::read(&path).unwrap()
+}
+
+fn pipeline(config: SynthConfig, llm: Arc<dyn Llm>) -> Pipeline {
+    Pipeline::new(
+        Run::open(config).unwrap(),
+        EmbeddingCache::disabled(),
+        EmbedderOptions::default(),
+    )
+    .with_llm(llm)
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn source_number(id: &str) -> usize {
+    id.trim_start_matches("aero/d").parse().unwrap()
+}
+
+#[test]
+fn the_pipeline_turns_a_corpus_into_training_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = FakeLlm::new(good_script);
+    let p = pipeline(config(dir.path(), ""), llm.clone());
+    let report = p.run_all(&mut Silent).unwrap();
+    let run = dir.path().join("run");
+
+    // Stage 1: sources are eligible documents only, each text once.
+    let queries = lines(&run.join("queries.jsonl"));
+    assert_eq!(queries.len(), 12);
+    for q in &queries {
+        let n = source_number(q["id"].as_str().unwrap());
+        assert!(n < 30 && n != 1 && n != 2 && n != 36, "source d{n} is not eligible");
+        assert!(
+            !q["query"].as_str().unwrap().contains("think"),
+            "the reasoning block is stripped"
+        );
+        assert!(q["length"].is_string() && q["level"].is_string());
+        assert_eq!(
+            q["prompt"],
+            "Given a aero question, retrieve relevant passages that help answer the question."
+        );
+    }
+    // The md5 rule: if both 8 and 9 were sampled, their shared query counts once.
+    let both = queries
+        .iter()
+        .filter(|q| [8, 9].contains(&source_number(q["id"].as_str().unwrap())))
+        .count();
+    let d = &report.domains["aero"];
+    assert_eq!(d.queries, 12 - both.saturating_sub(1));
+
+    // Stage 2: never the source, at most `candidates`, no repeats.
+    for c in lines(&run.join("candidates.jsonl")) {
+        let source = c["id"].as_str().unwrap().trim_start_matches("aero/");
+        let list: Vec<&str> = c["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(!list.contains(&source), "{source} mined for its own query");
+        assert!(list.len() >= 5 && list.len() <= 6, "{list:?}");
+        let unique: std::collections::HashSet<_> = list.iter().collect();
+        assert_eq!(unique.len(), list.len());
+    }
+
+    // Stage 3: scores and parse failures.
+    let labels = lines(&run.join("labels.jsonl"));
+    for l in &labels {
+        let n: usize = l["doc_id"].as_str().unwrap()[1..].parse().unwrap();
+        let expected = match n {
+            n if n % 10 == 7 => -1,
+            n if n % 3 == 0 => 4,
+            n if n % 2 == 0 => 2,
+            _ => 1,
+        };
+        assert_eq!(l["score"], expected, "{l}");
+        assert_eq!(l.get("parse_error").is_some(), expected == -1);
+    }
+    let histogram: usize = report.labels.values().sum();
+    assert_eq!(histogram, labels.len());
+    assert_eq!(
+        report.llm["annotate"].parse_failures,
+        labels.iter().filter(|l| l["score"] == -1).count()
+    );
+
+    // Stage 4: thresholds, group settings, q′, and the trainer accepts it.
+    let train = lines(&run.join("train/aero.jsonl"));
+    assert_eq!(train.len(), d.training.kept);
+    assert!(!train.is_empty());
+    for row in &train {
+        assert!(!row["pos"].as_array().unwrap().is_empty() && !row["neg"].as_array().unwrap().is_empty());
+        for pos in row["pos"].as_array().unwrap() {
+            assert_eq!(doc_number(pos.as_str().unwrap()) % 3, 0, "a positive scored 4");
+        }
+        for neg in row["neg"].as_array().unwrap() {
+            let n = doc_number(neg.as_str().unwrap());
+            assert!(!n.is_multiple_of(3) && n % 10 != 7, "negatives scored 1 or 2, d{n}");
+        }
+        assert_eq!(row["reasoning_query"], "The essential problem is flow separation.");
+        assert_eq!(
+            (row["train_group_size"].as_u64(), row["batch_size"].as_u64()),
+            (Some(4), Some(2))
+        );
+    }
+    let (domains, skipped) = reasonembed_train::data::load(&[run.join("train")], true, false).unwrap();
+    assert_eq!(domains[0].records.len(), train.len());
+    assert_eq!(skipped.total(), 0);
+
+    // Everything done, once: a rerun makes no call.
+    let calls = llm.calls.load(Ordering::SeqCst);
+    assert_eq!(calls, 12 + d.queries + labels.len());
+    let again = pipeline(config(dir.path(), ""), llm.clone())
+        .run_all(&mut Silent)
+        .unwrap();
+    assert_eq!(llm.calls.load(Ordering::SeqCst), calls);
+    assert_eq!(again.domains["aero"].training.kept, d.training.kept);
+    for s in &again.status {
+        assert_eq!((s.done, s.failed), (s.total, 0), "{s:?}");
+    }
+    assert!(run.join("report.md").exists() && run.join("audit.jsonl").exists());
+}
+
+#[test]
+fn cleaning_keeps_only_yes_documents_as_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(config(dir.path(), "clean = true"), FakeLlm::new(good_script));
+    p.stage(Stage::Clean, &mut Silent).unwrap();
+    p.stage(Stage::Generate, &mut Silent).unwrap();
+    let queries = lines(&dir.path().join("run/queries.jsonl"));
+    assert_eq!(queries.len(), 12);
+    assert!(
+        queries
+            .iter()
+            .all(|q| source_number(q["id"].as_str().unwrap()).is_multiple_of(2))
+    );
+    let cleaned = lines(&dir.path().join("run/clean.jsonl"));
+    assert_eq!(cleaned.len(), 28, "every eligible document judged once");
+}
+
+#[test]
+fn failed_calls_are_marked_and_a_rerun_completes_them_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = FakeLlm::new(|prompt: &str| {
+        if prompt.contains("[Begin of Document]")
+            && doc_number(&prompt[prompt.find("[Begin of Document]").unwrap()..]).is_multiple_of(4)
+        {
+            return Err(LlmError::Transient("HTTP 500 (after 6 tries)".into()));
+        }
+        good_script(prompt)
+    });
+    let first = pipeline(config(dir.path(), ""), flaky).run_all(&mut Silent).unwrap();
+    let annotate = first.status.iter().find(|s| s.stage == "annotate").unwrap().clone();
+    assert!(
+        annotate.failed > 0 && annotate.done + annotate.failed == annotate.total,
+        "{annotate:?}"
+    );
+    assert_eq!(first.llm["annotate"].failed, annotate.failed);
+
+    let second = pipeline(config(dir.path(), ""), FakeLlm::new(good_script))
+        .run_all(&mut Silent)
+        .unwrap();
+    let annotate = second.status.iter().find(|s| s.stage == "annotate").unwrap();
+    assert_eq!((annotate.done, annotate.failed), (annotate.total, 0));
+    // One finished record per pair in the state; the file holds the failed tries too.
+    let labels = lines(&dir.path().join("run/labels.jsonl"));
+    let finished: Vec<&Value> = labels.iter().filter(|l| l.get("error").is_none()).collect();
+    let unique: std::collections::HashSet<&str> = finished.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(unique.len(), finished.len());
+    assert_eq!(finished.len(), annotate.total);
+}
