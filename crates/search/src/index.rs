@@ -251,6 +251,18 @@ impl PassageIndex {
         self.rows.is_empty()
     }
 
+    /// Every passage with its vector, in index order.
+    pub fn passages(&self) -> impl Iterator<Item = (SearchHit, &[f32])> {
+        let dim = self.manifest.dim;
+        (0..self.rows.len()).map(move |i| {
+            let hit = self.hit(Hit {
+                index: i as u32,
+                score: 0.0,
+            });
+            (hit, &self.embeddings[i * dim..(i + 1) * dim])
+        })
+    }
+
     /// The `k` passages closest to each query vector.
     pub fn search(&self, queries: &[f32], k: usize) -> Vec<Vec<SearchHit>> {
         search(queries, &self.embeddings, self.manifest.dim, k, &[])

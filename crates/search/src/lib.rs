@@ -4,7 +4,7 @@
 //! (blocked matrix products, bounded memory, per-query exclusions),
 //! query-side BM25 as BRIGHT computes it, the on-disk cache of corpus
 //! embeddings, and the incrementally updated passage index behind
-//! `reasonembed search`.
+//! `reasonembed search`, and its export to PostgreSQL + pgvector.
 //!
 //! It calls the models crate to embed and the data crate to read files; it
 //! knows nothing of metrics, benchmarks or the command line.
@@ -14,6 +14,7 @@ pub mod cache;
 mod error;
 pub mod index;
 pub mod passages;
+pub mod pgvector;
 pub mod progress;
 pub mod topk;
 

@@ -14,11 +14,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use reasonembed_models::{Embedder, with_instruction};
-use reasonembed_search::index::PassageIndex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use crate::SearchIndex;
 use crate::core::Infer;
 use crate::metrics::Metrics;
 
@@ -69,14 +69,14 @@ struct AppState {
     metrics: Arc<Metrics>,
     settings: Settings,
     permits: Semaphore,
-    index: Option<PassageIndex>,
+    index: Option<Arc<SearchIndex>>,
 }
 
 pub fn router(
     models: BTreeMap<String, Served>,
     metrics: Arc<Metrics>,
     settings: Settings,
-    index: Option<PassageIndex>,
+    index: Option<SearchIndex>,
 ) -> Router {
     let payload = settings.limits.payload_bytes;
     let permits = Semaphore::new(settings.limits.max_concurrent);
@@ -85,7 +85,7 @@ pub fn router(
         metrics,
         settings,
         permits,
-        index,
+        index: index.map(Arc::new),
     });
     Router::new()
         .route("/v1/embeddings", post(openai_embeddings))
@@ -328,10 +328,10 @@ async fn search(
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers)?;
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
-    let index = state.index.as_ref().ok_or_else(|| {
+    let index = state.index.clone().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
-            "this server has no index (start it with --index DIR)".into(),
+            "this server has no index (start it with --index DIR or --pgvector URL)".into(),
         )
     })?;
     if request.query.trim().is_empty() {
@@ -351,7 +351,10 @@ async fn search(
     if index.model()["normalize"] == true {
         normalize(&mut query);
     }
-    let hits = index.search(&query, k).remove(0);
+    let hits = tokio::task::spawn_blocking(move || index.search(&query, k))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("search failed: {e}")))?;
     Ok(Json(json!({ "hits": hits })))
 }
 

@@ -15,9 +15,35 @@ use std::sync::Arc;
 
 use metrics::Metrics;
 use reasonembed_models::Embedder;
-use reasonembed_search::index::PassageIndex;
+use reasonembed_search::index::{PassageIndex, SearchHit};
+use reasonembed_search::pgvector::PgVectorIndex;
 
 pub use api::{Limits, Settings};
+
+/// What `POST /search` searches: a local index (`--index`) or a pgvector
+/// table (`--pgvector`).
+pub enum SearchIndex {
+    Local(PassageIndex),
+    Pgvector(PgVectorIndex),
+}
+
+impl SearchIndex {
+    /// The embedder settings the passages were embedded with.
+    pub fn model(&self) -> &serde_json::Value {
+        match self {
+            Self::Local(index) => index.model(),
+            Self::Pgvector(index) => index.model(),
+        }
+    }
+
+    /// The `k` nearest passages; blocking (a database round trip for pgvector).
+    pub fn search(&self, query: &[f32], k: usize) -> reasonembed_search::Result<Vec<SearchHit>> {
+        match self {
+            Self::Local(index) => Ok(index.search(query, k).remove(0)),
+            Self::Pgvector(index) => index.search(query, k),
+        }
+    }
+}
 
 /// Serves on `addr` until Ctrl-C, finishing requests in flight.
 /// `ready(addr)` is called once the socket listens (with the real port when
@@ -27,7 +53,7 @@ pub use api::{Limits, Settings};
 pub fn serve(
     models: Vec<(String, Embedder)>,
     settings: Settings,
-    index: Option<PassageIndex>,
+    index: Option<SearchIndex>,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {

@@ -2,6 +2,7 @@
 
 pub mod embed;
 pub mod eval;
+pub mod index;
 pub mod pull;
 pub mod search;
 pub mod serve;

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use anyhow::{Context, Result};
 use reasonembed_models::{Embedder, EmbedderOptions};
 use reasonembed_search::index::PassageIndex;
+use reasonembed_search::pgvector::PgVectorIndex;
+use reasonembed_server::SearchIndex;
 use reasonembed_server::{Limits, Settings};
 
 use super::shared::ModelArgs;
@@ -48,8 +50,15 @@ pub struct Args {
     #[arg(long = "adapters", value_name = "NAME=DIR")]
     adapters: Vec<String>,
     /// An index built by `reasonembed search --index DIR` with the same model, for POST /search.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pgvector")]
     index: Option<std::path::PathBuf>,
+    /// Search a pgvector table written by `reasonembed index export` instead of a local index
+    /// (a PostgreSQL URL, e.g. postgres://user@host:5432/db).
+    #[arg(long, value_name = "URL", env = "REASONEMBED_PGVECTOR_URL", hide_env_values = true)]
+    pgvector: Option<String>,
+    /// The pgvector table to search.
+    #[arg(long, default_value = "passages", requires = "pgvector")]
+    pg_table: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -75,11 +84,19 @@ pub fn run(args: Args) -> Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("invalid address {}:{}", args.host, args.port))?;
-    let index = args
-        .index
-        .as_deref()
-        .map(|dir| open_index(dir, &embedder))
-        .transpose()?;
+    let index = match (&args.index, &args.pgvector) {
+        (Some(dir), _) => {
+            let index = PassageIndex::open(dir)?;
+            check_model(index.model(), &embedder).with_context(|| format!("index {}", dir.display()))?;
+            Some(SearchIndex::Local(index))
+        }
+        (None, Some(url)) => {
+            let index = PgVectorIndex::connect(url, &args.pg_table)?;
+            check_model(index.model(), &embedder).with_context(|| format!("pgvector table {}", args.pg_table))?;
+            Some(SearchIndex::Pgvector(index))
+        }
+        (None, None) => None,
+    };
     let limits = Limits {
         max_batch_tokens: args.max_batch_tokens,
         payload_bytes: args.payload_limit,
@@ -100,9 +117,8 @@ pub fn run(args: Args) -> Result<()> {
     .with_context(|| format!("cannot serve on {addr}"))
 }
 
-/// The index, checked against the served model's settings.
-fn open_index(dir: &std::path::Path, embedder: &Embedder) -> Result<PassageIndex> {
-    let index = PassageIndex::open(dir)?;
+/// Passages embedded with `model` can be searched with `embedder`'s vectors.
+fn check_model(model: &serde_json::Value, embedder: &Embedder) -> Result<()> {
     let comparable = |mut v: serde_json::Value| {
         if let Some(o) = v.as_object_mut() {
             o.remove("path");
@@ -112,10 +128,8 @@ fn open_index(dir: &std::path::Path, embedder: &Embedder) -> Result<PassageIndex
     };
     let served = comparable(serde_json::to_value(embedder.info()).expect("model info serialises"));
     anyhow::ensure!(
-        comparable(index.model().clone()) == served,
-        "{}: the index was built with another model or other settings ({}); rebuild it with this model",
-        dir.display(),
-        index.model()
+        comparable(model.clone()) == served,
+        "built with another model or other settings ({model}); rebuild it with this model"
     );
-    Ok(index)
+    Ok(())
 }

