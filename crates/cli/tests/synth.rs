@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -184,10 +185,13 @@ struct LlamaServer {
 impl LlamaServer {
     fn start(port: u16) -> Self {
         let launcher = std::env::var("REASONEMBED_LLAMA_SERVER").unwrap_or_else(|_| "llama-cpp-server".into());
+        // Its own process group: the launcher runs the server as a child,
+        // and stopping the server means stopping both.
         let child = Command::new(&launcher)
+            .process_group(0)
             .arg("-m")
             .arg(smollm2())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--parallel", "4"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -221,8 +225,13 @@ impl LlamaServer {
 
 impl Drop for LlamaServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-9", "--", &group]).status();
         let _ = self.child.wait();
+        // The port is free once nothing answers on it.
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
