@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::SearchIndex;
-use crate::core::Infer;
+use crate::core::{Infer, TokenizeError};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
@@ -199,18 +199,17 @@ impl AppState {
             .permits
             .try_acquire()
             .map_err(|_| ApiError(StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests".into()))?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        if !truncate {
-            let max = model.embedder.info().max_length;
-            let counts = model.embedder.token_counts(&refs).map_err(|e| bad(e.to_string()))?;
-            if let Some(i) = counts.iter().position(|&n| n > max) {
-                return Err(ApiError(
+        let seqs = model
+            .infer
+            .tokenize(texts.to_vec(), truncate)
+            .await
+            .map_err(|e| match e {
+                TokenizeError::TooLong { index, tokens, max } => ApiError(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("input {i} has {} tokens; the model takes {max}", counts[i]),
-                ));
-            }
-        }
-        let seqs = model.embedder.tokenize(&refs).map_err(|e| bad(e.to_string()))?;
+                    format!("input {index} has {tokens} tokens; the model takes {max}"),
+                ),
+                TokenizeError::Failed(message) => bad(message),
+            })?;
         let out = model
             .infer
             .embed(seqs)

@@ -1,10 +1,12 @@
-//! The inference core: one worker thread owns the model and serves a queue,
+//! The inference core, built as text-embeddings-inference is: requests are
+//! tokenised on a pool of worker threads (one per core, off the async
+//! handlers), then one worker thread owns the model and serves a queue,
 //! grouping waiting requests into batches under a token budget (padded cost:
 //! the longest sequence times the batch size, as text-embeddings-inference
 //! counts it for padded backends). Requests whose client has gone are dropped
 //! before inference.
 
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Instant;
 
@@ -25,9 +27,28 @@ struct Job {
     queued: Instant,
 }
 
+/// Why texts could not be tokenised.
+#[derive(Debug)]
+pub enum TokenizeError {
+    /// Input `index` has `tokens` tokens, more than the model's `max` (no truncation asked).
+    TooLong {
+        index: usize,
+        tokens: usize,
+        max: usize,
+    },
+    Failed(String),
+}
+
+struct TokenizeJob {
+    texts: Vec<String>,
+    truncate: bool,
+    reply: oneshot::Sender<Result<Vec<Vec<u32>>, TokenizeError>>,
+}
+
 #[derive(Clone)]
 pub struct Infer {
     queue: mpsc::Sender<Job>,
+    tokenizers: mpsc::Sender<TokenizeJob>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -38,7 +59,32 @@ impl Infer {
         let (queue, jobs) = mpsc::channel::<Job>();
         let (worker, counters) = (embedder.clone(), metrics.clone());
         thread::spawn(move || run(&worker, &jobs, max_batch_tokens, &counters));
-        (Self { queue, metrics }, embedder)
+        let (tokenizers, requests) = mpsc::channel::<TokenizeJob>();
+        let requests = Arc::new(Mutex::new(requests));
+        let workers = thread::available_parallelism().map_or(2, |n| n.get());
+        for _ in 0..workers {
+            let (embedder, requests) = (embedder.clone(), requests.clone());
+            thread::spawn(move || tokenize_worker(&embedder, &requests));
+        }
+        (
+            Self {
+                queue,
+                tokenizers,
+                metrics,
+            },
+            embedder,
+        )
+    }
+
+    /// Token ids of `texts` (truncated to the model's max length when
+    /// `truncate`, refused when too long otherwise), computed on the pool.
+    pub async fn tokenize(&self, texts: Vec<String>, truncate: bool) -> Result<Vec<Vec<u32>>, TokenizeError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || TokenizeError::Failed("the tokenizer pool stopped".into());
+        self.tokenizers
+            .send(TokenizeJob { texts, truncate, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Embeds token sequences (already truncated) through the queue.
@@ -53,6 +99,36 @@ impl Infer {
             .map_err(|_| "the inference worker stopped".to_string())?;
         answer.await.map_err(|_| "the inference worker stopped".to_string())?
     }
+}
+
+fn tokenize_worker(embedder: &Embedder, requests: &Mutex<mpsc::Receiver<TokenizeJob>>) {
+    loop {
+        let job = match requests.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return, // the server is shutting down
+        };
+        if job.reply.is_closed() {
+            continue; // the client left while the job waited
+        }
+        let _ = job.reply.send(tokenize(embedder, &job.texts, job.truncate));
+    }
+}
+
+fn tokenize(embedder: &Embedder, texts: &[String], truncate: bool) -> Result<Vec<Vec<u32>>, TokenizeError> {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let failed = |e: reasonembed_models::Error| TokenizeError::Failed(e.to_string());
+    if !truncate {
+        let max = embedder.info().max_length;
+        let counts = embedder.token_counts(&refs).map_err(failed)?;
+        if let Some(index) = counts.iter().position(|&n| n > max) {
+            return Err(TokenizeError::TooLong {
+                index,
+                tokens: counts[index],
+                max,
+            });
+        }
+    }
+    embedder.tokenize(&refs).map_err(failed)
 }
 
 fn run(embedder: &Embedder, jobs: &mpsc::Receiver<Job>, max_batch_tokens: usize, metrics: &Metrics) {
