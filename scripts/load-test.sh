@@ -2,7 +2,8 @@
 # Load test of `reasonembed serve` on loopback with wrk (Debian package `wrk`): POST /v1/embeddings
 # with one short text, at a given concurrency, for a bounded time; then the same at 4× the
 # server's --max-concurrent-requests to see 429s instead of failures. Prints wrk's reports and the
-# server's /metrics. Everything stays on 127.0.0.1 and stops by itself.
+# server's /metrics, and the server's resident memory sampled every second throughout (it should
+# stay flat once warm). Everything stays on 127.0.0.1 and stops by itself.
 #
 #   scripts/load-test.sh [MODEL] [CONNECTIONS] [SECONDS]     # defaults: minilm 8 10
 set -euo pipefail
@@ -13,8 +14,11 @@ cargo build -q --release -p reasonembed-cli
 log=$(mktemp); lua=$(mktemp --suffix=.lua)
 "$BIN" serve --model "$MODEL" --port 0 --max-concurrent-requests "$CONNECTIONS" 2> "$log" &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+trap 'kill $server $sampler 2>/dev/null || true' EXIT
 until grep -q "listening on" "$log"; do sleep 0.2; done
+rss=$(mktemp)
+(while kill -0 $server 2>/dev/null; do ps -o rss= -p $server >> "$rss"; sleep 1; done) &
+sampler=$!
 url=$(grep -o "http://[0-9.:]*" "$log" | head -n1)
 cat > "$lua" <<'LUA'
 wrk.method = "POST"
@@ -28,3 +32,6 @@ wrk -t 2 -c "$((4 * CONNECTIONS))" -d "${SECONDS_}s" -s "$lua" "$url/v1/embeddin
 echo "== /metrics"
 curl -s "$url/metrics" | grep -v '^#'
 curl -sf "$url/health" > /dev/null && echo "server still healthy; RSS $(ps -o rss= -p $server) KiB"
+echo "== RSS (MiB) sampled every second: start, after the first phase's warm-up (5 s), peak, end"
+awk -v warm=5 '{ v[NR] = $1 / 1024; if ($1 > max) max = $1 }
+    END { printf "%.0f %.0f %.0f %.0f (%d samples)\n", v[1], v[warm + 1], max / 1024, v[NR], NR }' "$rss"

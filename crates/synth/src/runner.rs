@@ -41,17 +41,6 @@ pub struct StageStats {
     pub busy_seconds: f64,
 }
 
-impl StageStats {
-    /// The pipeline's own time as a share of the time spent waiting on the LLM.
-    pub fn overhead(&self) -> f64 {
-        if self.busy_seconds > 0.0 {
-            (self.wall_seconds - self.busy_seconds).max(0.0) / self.busy_seconds
-        } else {
-            0.0
-        }
-    }
-}
-
 /// Wall time during which at least one call is in flight.
 #[derive(Default)]
 struct Busy {
