@@ -147,6 +147,9 @@ fn call_all(
             });
         }
         drop(send);
+        // Owned here, so that an error below drops it and the workers stop
+        // at their next answer instead of draining the queue.
+        let receive = receive;
         for (finished, (i, answer, seconds)) in receive.iter().enumerate() {
             let job = &jobs[i];
             let record = record_of(job, llm.name(), &answer, seconds, parse, &mut stats);
