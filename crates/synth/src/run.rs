@@ -98,6 +98,20 @@ impl Domain {
     pub fn doc(&self, id: &str) -> Option<&Document> {
         self.by_id.get(id).map(|&i| &self.docs[i])
     }
+
+    /// Stage 1's source documents: the first `sources` eligible documents in
+    /// the seeded order, counting only those stage 0 kept when cleaning is on.
+    pub fn sources(&self, run: &Run) -> Result<Vec<usize>> {
+        Ok(self.source_indices(run.config.seed, run.cleaned(self)?.as_ref()))
+    }
+
+    fn source_indices(&self, seed: u64, kept: Option<&HashSet<String>>) -> Vec<usize> {
+        self.eligible(seed)
+            .into_iter()
+            .filter(|&i| kept.is_none_or(|k| k.contains(&self.docs[i].id)))
+            .take(self.config.sources)
+            .collect()
+    }
 }
 
 pub struct Run {
@@ -214,22 +228,6 @@ impl Run {
         let mut line = serde_json::to_string(stats).expect("stats serialise");
         line.push('\n');
         file.write_all(line.as_bytes()).map_err(io(&path))
-    }
-}
-
-impl Domain {
-    /// Stage 1's source documents: the first `sources` eligible documents in
-    /// the seeded order, counting only those stage 0 kept when cleaning is on.
-    pub fn sources(&self, run: &Run) -> Result<Vec<usize>> {
-        Ok(self.source_indices(run.config.seed, run.cleaned(self)?.as_ref()))
-    }
-
-    pub fn source_indices(&self, seed: u64, kept: Option<&HashSet<String>>) -> Vec<usize> {
-        self.eligible(seed)
-            .into_iter()
-            .filter(|&i| kept.is_none_or(|k| k.contains(&self.docs[i].id)))
-            .take(self.config.sources)
-            .collect()
     }
 }
 
