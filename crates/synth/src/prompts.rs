@@ -11,22 +11,6 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// The twelve BRIGHT domains with default prompts; any other name is generic.
-pub const BRIGHT_DOMAINS: &[&str] = &[
-    "biology",
-    "earth_science",
-    "economics",
-    "psychology",
-    "robotics",
-    "stackoverflow",
-    "sustainable_living",
-    "leetcode",
-    "pony",
-    "aops",
-    "theoremqa_questions",
-    "theoremqa_theorems",
-];
-
 /// Query length targets; repeated entries weight the uniform draw (1:2:3:3:2:1).
 pub const LENGTHS: &[&str] = &[
     "less than 100 words",
@@ -275,7 +259,8 @@ mod tests {
 
     #[test]
     fn every_domain_has_complete_prompts() {
-        for domain in BRIGHT_DOMAINS.iter().chain(&["cranfield"]) {
+        // The twelve BRIGHT domains have their own defaults; any other name is generic.
+        for domain in reasonembed_data::bright::TASKS.iter().chain(&["cranfield"]) {
             let p = Prompts::for_domain(domain, "Aerodynamics", None);
             assert!(
                 p.generate.contains("{document}") && p.generate.contains("{length}") && p.generate.contains("{level}")

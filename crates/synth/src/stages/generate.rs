@@ -6,9 +6,9 @@ use rand::Rng;
 use reasonembed_search::Progress;
 use serde_json::json;
 
-use super::fields;
+use super::{fields, text_answer};
 use crate::error::Result;
-use crate::llm::{Llm, Message, strip_reasoning};
+use crate::llm::{Llm, Message};
 use crate::prompts::{LENGTHS, LEVELS, fill};
 use crate::run::{Run, Stage, derive_seed, item_id, rng};
 use crate::runner::{Job, StageStats, run_jobs};
@@ -50,14 +50,7 @@ pub fn run(run: &Run, llm: &dyn Llm, progress: &mut dyn Progress) -> Result<Stag
             });
         }
     }
-    let parse = |_: &Job, answer: &str| {
-        let query = strip_reasoning(answer);
-        if query.is_empty() {
-            fields([("query", json!("")), ("parse_error", json!("empty answer"))])
-        } else {
-            fields([("query", json!(query))])
-        }
-    };
+    let parse = |_: &Job, answer: &str| text_answer("query", answer);
     run_jobs(run, Stage::Generate, llm, jobs, &mut store, progress, &parse)
 }
 

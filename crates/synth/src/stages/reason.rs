@@ -7,9 +7,9 @@
 use reasonembed_search::Progress;
 use serde_json::json;
 
-use super::fields;
+use super::{fields, text_answer};
 use crate::error::Result;
-use crate::llm::{Llm, Message, strip_reasoning};
+use crate::llm::{Llm, Message};
 use crate::prompts::fill;
 use crate::run::{Run, Stage, derive_seed};
 use crate::runner::{Job, StageStats, run_jobs};
@@ -34,13 +34,6 @@ pub fn run(run: &Run, llm: &dyn Llm, progress: &mut dyn Progress) -> Result<Stag
             fields: fields([("domain", json!(item.domain))]),
         });
     }
-    let parse = |_: &Job, answer: &str| {
-        let reasoning = strip_reasoning(answer);
-        if reasoning.is_empty() {
-            fields([("reasoning_query", json!("")), ("parse_error", json!("empty answer"))])
-        } else {
-            fields([("reasoning_query", json!(reasoning))])
-        }
-    };
+    let parse = |_: &Job, answer: &str| text_answer("reasoning_query", answer);
     run_jobs(run, Stage::Reason, llm, jobs, &mut store, progress, &parse)
 }
