@@ -176,6 +176,10 @@ pub struct DomainConfig {
     /// Run stage 0 (domain cleaning) on the eligible documents first.
     #[serde(default)]
     pub clean: bool,
+    /// Judge at most this many eligible documents (in the seeded order) in
+    /// stage 0, instead of all of them; sources come from those kept.
+    #[serde(default)]
+    pub clean_max: Option<usize>,
     /// Passages per query in training; the domain's tuned value by default.
     #[serde(default)]
     pub train_group_size: Option<usize>,

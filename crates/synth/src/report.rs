@@ -121,7 +121,7 @@ fn status_of(run: &Run, files: &Files) -> Result<Vec<StageStatus>> {
         let name = &domain.config.name;
         if domain.config.clean {
             let ids = domain
-                .eligible(seed)
+                .to_clean(seed)
                 .into_iter()
                 .map(|i| crate::run::item_id(name, &domain.docs[i].id));
             planned.entry("clean").or_default().extend(ids);

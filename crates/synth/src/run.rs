@@ -95,6 +95,13 @@ impl Domain {
         eligible
     }
 
+    /// The documents stage 0 judges: the eligible ones, up to `clean_max`.
+    pub fn to_clean(&self, seed: u64) -> Vec<usize> {
+        let mut eligible = self.eligible(seed);
+        eligible.truncate(self.config.clean_max.unwrap_or(usize::MAX));
+        eligible
+    }
+
     pub fn doc(&self, id: &str) -> Option<&Document> {
         self.by_id.get(id).map(|&i| &self.docs[i])
     }

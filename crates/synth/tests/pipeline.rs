@@ -297,6 +297,24 @@ fn cleaning_keeps_only_yes_documents_as_sources() {
 }
 
 #[test]
+fn clean_max_bounds_the_documents_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        config(dir.path(), "clean = true\nclean_max = 10"),
+        FakeLlm::new(good_script),
+    );
+    p.stage(Stage::Clean, &mut Silent).unwrap();
+    let report = p.stage(Stage::Generate, &mut Silent).unwrap();
+    let judged = lines(&dir.path().join("run/clean.jsonl"));
+    assert_eq!(judged.len(), 10);
+    let kept = judged.iter().filter(|r| r["keep"] == true).count();
+    // Sources are the kept ones only: fewer than the 12 asked for.
+    assert_eq!(lines(&dir.path().join("run/queries.jsonl")).len(), kept);
+    let clean = report.status.iter().find(|s| s.stage == "clean").unwrap();
+    assert_eq!((clean.done, clean.total), (10, 10));
+}
+
+#[test]
 fn failed_calls_are_marked_and_a_rerun_completes_them_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let flaky = FakeLlm::new(|prompt: &str| {

@@ -31,7 +31,7 @@ pub fn run(run: &Run, llm: &dyn Llm, progress: &mut dyn Progress) -> Result<Stag
     let mut store = run.open_stage(Stage::Clean)?;
     let mut jobs = Vec::new();
     for domain in run.domains.iter().filter(|d| d.config.clean) {
-        for i in domain.eligible(run.config.seed) {
+        for i in domain.to_clean(run.config.seed) {
             let doc = &domain.docs[i];
             let id = item_id(&domain.config.name, &doc.id);
             if store.is_done(&id) {
