@@ -101,5 +101,8 @@ fn init_logging(quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
+        // A closed stderr (a server whose parent went away) must not turn a
+        // log line into a panic: tracing would report the failed write with eprintln.
+        .log_internal_errors(false)
         .init();
 }

@@ -46,6 +46,8 @@ impl Server {
                 break addr.to_string();
             }
         };
+        // Keep reading its log, so that a later warning does not hit a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         Self { child, addr }
     }
 
@@ -419,6 +421,40 @@ fn a_pgvector_export_answers_search_like_the_local_index() {
             }
         }
     }
+    // The database restarts under the server: the next search reconnects.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgvector-server.sh");
+    let port = pg
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        Command::new("bash")
+            .arg(&script)
+            .arg("stop")
+            .arg(pg.dir.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let restarted = Command::new("bash")
+        .arg(&script)
+        .arg(pg.dir.path())
+        .arg(&port)
+        .output()
+        .unwrap();
+    assert!(
+        restarted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    let (status, body) = remote.json("/search", json!({"query": "wing flutter", "k": 3}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hits"].as_array().unwrap().len(), 3);
     // HNSW is approximate; on Cranfield's passages with ef_search 40 it finds (nearly) the exact top 10.
     assert_eq!(total, 50);
     assert!(same >= 48, "{same}/50 of the pgvector hits are the exact ones");

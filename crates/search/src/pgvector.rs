@@ -140,6 +140,8 @@ pub fn export(index: &PassageIndex, url: &str, table: &str, progress: &mut dyn P
 /// A passage table exported by [`export`], searched through its HNSW index.
 pub struct PgVectorIndex {
     client: Mutex<Client>,
+    /// To reconnect when the server restarted under us.
+    url: String,
     table: String,
     model: Value,
     dimensions: usize,
@@ -172,6 +174,7 @@ impl PgVectorIndex {
         let dimensions: i32 = row.get(1);
         Ok(Self {
             client: Mutex::new(client),
+            url: url.into(),
             table: table.into(),
             model,
             dimensions: usize::try_from(dimensions).unwrap_or(0),
@@ -189,8 +192,20 @@ impl PgVectorIndex {
 
     /// The `k` passages closest to `query` by inner product (HNSW, with the
     /// candidate list at least `k` long so that `k` hits come back).
+    /// A dropped connection (the database restarted) is opened again once.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<SearchHit>> {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        match self.search_with(&mut client, query, k) {
+            Err(_) if client.is_closed() => {
+                tracing::warn!("the PostgreSQL connection was closed; reconnecting");
+                *client = connect(&self.url)?;
+                self.search_with(&mut client, query, k)
+            }
+            result => result,
+        }
+    }
+
+    fn search_with(&self, client: &mut Client, query: &[f32], k: usize) -> Result<Vec<SearchHit>> {
         let mut transaction = client.transaction().map_err(pg("BEGIN"))?;
         transaction
             .batch_execute(&format!("SET LOCAL hnsw.ef_search = {}", k.clamp(40, 1000)))

@@ -24,7 +24,7 @@ pub use api::{Limits, Settings};
 /// table (`--pgvector`).
 pub enum SearchIndex {
     Local(PassageIndex),
-    Pgvector(PgVectorIndex),
+    Pgvector(Box<PgVectorIndex>),
 }
 
 impl SearchIndex {

@@ -93,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(url)) => {
             let index = PgVectorIndex::connect(url, &args.pg_table)?;
             check_model(index.model(), &embedder).with_context(|| format!("pgvector table {}", args.pg_table))?;
-            Some(SearchIndex::Pgvector(index))
+            Some(SearchIndex::Pgvector(Box::new(index)))
         }
         (None, None) => None,
     };
