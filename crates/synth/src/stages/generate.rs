@@ -24,8 +24,8 @@ pub fn draw(seed: u64, id: &str) -> (&'static str, &'static str) {
 pub fn run(run: &Run, llm: &dyn Llm, progress: &mut dyn Progress) -> Result<StageStats> {
     let mut store = run.open_stage(Stage::Generate)?;
     let mut jobs = Vec::new();
-    for domain in &run.domains {
-        for i in domain.sources(run)? {
+    for (domain, sources) in run.domains.iter().zip(run.sources()?) {
+        for i in sources {
             let doc = &domain.docs[i];
             let id = item_id(&domain.config.name, &doc.id);
             if store.is_done(&id) {

@@ -120,14 +120,13 @@ pub fn run(run: &Run, embedder: &Embedder, cache: &EmbeddingCache, progress: &mu
             stats.queries += 1;
             stats.candidates += ids.len();
             stats.padded += chosen.padded;
-            let mut record = fields([
+            store.append(fields([
                 ("id", json!(item.id)),
                 ("domain", json!(item.domain)),
                 ("candidates", json!(ids)),
                 ("padded", json!(chosen.padded)),
-            ]);
-            record.insert("embedder".into(), json!(embedder.info().path));
-            store.append(record)?;
+                ("embedder", json!(embedder.info().path)),
+            ]))?;
         }
     }
     stats.seconds = started.elapsed().as_secs_f64();
