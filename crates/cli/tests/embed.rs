@@ -354,3 +354,167 @@ fn help_explains_the_command() {
         assert!(help.contains(flag), "missing {flag} in help");
     }
 }
+
+/// `reasonembed` with its cache (models, embeddings, indexes) in `cache`.
+fn reasonembed_cached(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .env("REASONEMBED_CACHE", cache)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Trains a LoRA adapter on tiny BERT for a few steps; returns its folder.
+fn train_adapter(dir: &Path, cache: &Path) -> PathBuf {
+    let data = dir.join("train.jsonl");
+    let rows: Vec<String> = (0..4)
+        .map(|i| {
+            serde_json::json!({"query": format!("question {i}"), "pos": [format!("answer {i}")], "neg": ["noise"]})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let output = dir.join("run");
+    let out = reasonembed_cached(
+        cache,
+        &[
+            "train",
+            "--quiet",
+            "--model",
+            &tiny_bert(),
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--loss",
+            "infonce",
+            "--finetune",
+            "lora",
+            "--lora-rank",
+            "4",
+            "--lora-alpha",
+            "8",
+            "--learning-rate",
+            "0.05",
+            "--batch-size",
+            "2",
+            "--group-size",
+            "2",
+            "--query-max-length",
+            "16",
+            "--passage-max-length",
+            "16",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    output.join("adapter")
+}
+
+/// A LoRA adapter is part of the model's identity: vectors cached for the base
+/// model are never served for the adapted one (nor the other way round), and a
+/// retrained adapter in the same folder is not served its predecessor's vectors.
+#[test]
+fn cached_vectors_follow_the_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let adapter = train_adapter(dir.path(), &cache);
+    let input = dir.path().join("texts.txt");
+    std::fs::write(&input, TEXTS).unwrap();
+    let model = tiny_bert();
+    let run = |name: &str, extra: &[&str]| -> Vec<Vec<f32>> {
+        let output = dir.path().join(name);
+        let mut args = vec!["embed", "--quiet", "--model", &model, input.to_str().unwrap(), "-o"];
+        args.push(output.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let out = reasonembed_cached(&cache, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        read_npy(&output)
+    };
+    let base = run("base.npy", &[]);
+    let adapted = run("adapted.npy", &["--adapter", adapter.to_str().unwrap()]);
+    let fresh = run("fresh.npy", &["--adapter", adapter.to_str().unwrap(), "--no-cache"]);
+    let max_diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(
+        max_diff(&base, &adapted) > 1e-4,
+        "the adapter's vectors came from the base's cache"
+    );
+    assert!(
+        max_diff(&adapted, &fresh) < 1e-6,
+        "cached adapter vectors equal fresh ones"
+    );
+    assert!(max_diff(&run("base-again.npy", &[]), &base) < 1e-6);
+
+    // Retrain into the same adapter folder: new weights, new vectors.
+    let weights = adapter.join("adapter_model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    for t in tensors.values_mut() {
+        *t = (t.clone() * 3.0).unwrap();
+    }
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let retrained = run("retrained.npy", &["--adapter", adapter.to_str().unwrap()]);
+    assert!(
+        max_diff(&retrained, &adapted) > 1e-4,
+        "stale vectors of the old adapter were served"
+    );
+}
+
+/// `embed X -o X` would replace its own input with vectors: refused, input intact.
+#[test]
+fn the_output_may_not_overwrite_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("texts.jsonl");
+    std::fs::write(&input, "{\"text\": \"hello\"}\n").unwrap();
+    let out = embed(&tiny_bert(), &input, &input, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("overwrite the input"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "{\"text\": \"hello\"}\n");
+    // Also through a link to it.
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    assert!(!embed(&tiny_bert(), &input, &link, &[]).status.success());
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), "{\"text\": \"hello\"}\n");
+}
+
+/// A model whose weights hold a NaN embeds to NaN: the command fails and
+/// writes nothing, instead of writing nulls with exit 0.
+#[test]
+fn non_finite_vectors_are_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("broken-bert");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(tiny_bert())
+        .arg(&model)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let weights = model.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).unwrap();
+    let name = tensors
+        .keys()
+        .find(|k| k.ends_with("embeddings.LayerNorm.weight"))
+        .unwrap()
+        .clone();
+    let shape = tensors[&name].shape().clone();
+    tensors.insert(name, Tensor::full(f32::NAN, shape, &Device::Cpu).unwrap());
+    candle_core::safetensors::save(&tensors, &weights).unwrap();
+    let input = dir.path().join("texts.txt");
+    std::fs::write(&input, TEXTS).unwrap();
+    for output in ["out.npy", "out.jsonl"] {
+        let out = embed(
+            model.to_str().unwrap(),
+            &input,
+            &dir.path().join(output),
+            &["--no-cache"],
+        );
+        assert!(!out.status.success(), "{output}: must fail");
+        assert!(stderr(&out).contains("non-finite"), "{}", stderr(&out));
+        assert!(!dir.path().join(output).exists());
+    }
+}

@@ -119,3 +119,113 @@ fn jsonl_corpora_and_missing_corpora() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("corpus not found"));
 }
+
+fn vectors_file(index: &Path) -> PathBuf {
+    std::fs::read_dir(index)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("embeddings-"))
+        .unwrap()
+}
+
+/// Links are followed, a cycle (`a/b -> ../..`) ends instead of hanging, and a
+/// file reachable by two paths is indexed once.
+#[test]
+fn link_cycles_end_and_files_are_indexed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, index) = (dir.path().join("notes"), dir.path().join("index"));
+    std::fs::create_dir_all(corpus.join("a")).unwrap();
+    std::fs::write(corpus.join("a/one.md"), "the nasal cycle alternates airflow\n").unwrap();
+    std::fs::write(corpus.join("two.md"), "moths circle lamps at night\n").unwrap();
+    std::os::unix::fs::symlink("../..", corpus.join("a/b")).unwrap();
+    std::os::unix::fs::symlink("two.md", corpus.join("again.md")).unwrap();
+    std::os::unix::fs::symlink("missing.md", corpus.join("broken.md")).unwrap();
+    let out = search(&corpus, &index, "moths");
+    assert!(summary(&out).contains("2 sources, 2 passages"), "{}", summary(&out));
+}
+
+/// A vectors file cut short (a full disk, a copy interrupted) is detected and
+/// rebuilt, not served.
+#[test]
+fn a_truncated_index_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, index) = (dir.path().join("notes"), dir.path().join("index"));
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(corpus.join("a.md"), "the nasal cycle alternates airflow\n").unwrap();
+    std::fs::write(corpus.join("b.md"), "moths circle lamps\n").unwrap();
+    let first = search(&corpus, &index, "moths");
+    assert!(summary(&first).contains("2 passages embedded"), "{}", summary(&first));
+    let vectors = vectors_file(&index);
+    let bytes = std::fs::read(&vectors).unwrap();
+    std::fs::write(&vectors, &bytes[..bytes.len() - 40]).unwrap();
+    // A temporary file of a killed writer (a pid that does not run) is cleaned up too.
+    let stale = index.join(".embeddings-9.npy.999999999.AbCdEf.tmp");
+    std::fs::write(&stale, "half").unwrap();
+    let again = search(&corpus, &index, "moths circle lamps");
+    assert!(summary(&again).contains("2 passages embedded"), "{}", summary(&again));
+    assert_eq!(hits(&again)[0]["text"], "moths circle lamps");
+    assert!(!stale.exists(), "the leftover temporary file is removed");
+}
+
+/// A first build killed half-way resumes from its finished chunks.
+#[test]
+fn a_killed_first_build_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, index) = (dir.path().join("docs.jsonl"), dir.path().join("index"));
+    let docs: Vec<String> = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"_id\": \"d{i}\", \"text\": \"document number {i} about topic {}\"}}",
+                i % 97
+            )
+        })
+        .collect();
+    std::fs::write(&corpus, docs.join("\n")).unwrap();
+    let model = repo_root().join("fixtures/models/tiny-bert");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(["search", "--quiet", "--batch-size", "1", "--model"])
+        .arg(&model)
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--index")
+        .arg(&index)
+        .arg("topic")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first_chunk = || {
+        std::fs::read_dir(index.join("pending")).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .find_map(|e| e.path().join("chunk-000000.npy").exists().then_some(()))
+        })
+    };
+    let started = std::time::Instant::now();
+    while first_chunk().is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build finished before it could be killed"
+        );
+        assert!(started.elapsed().as_secs() < 300, "no chunk written");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!index.join("manifest.json").exists(), "the killed build left no index");
+    let resumed = search(&corpus, &index, "topic 5");
+    let line = summary(&resumed);
+    let taken: usize = line
+        .split_once(" taken from an interrupted run")
+        .and_then(|(before, _)| before.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("nothing resumed: {line}"));
+    assert!(taken >= 1024 && taken.is_multiple_of(1024), "{line}");
+    assert!(
+        line.contains(&format!("{} passages embedded", 20_000 - taken)),
+        "{line}"
+    );
+    assert!(
+        !index.join("pending").exists(),
+        "the resumable cache is dropped once the index is in place"
+    );
+}

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use reasonembed_models::{Embedder, EmbedderOptions};
+use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions};
 use serde_json::{Value, json};
 
 fn tiny_bert() -> PathBuf {
@@ -91,7 +91,7 @@ fn both_api_shapes_give_the_vectors_of_embed() {
     let texts = ["why is the sky blue?", "insects and light"];
     let expected = Embedder::from_spec(tiny_bert().to_str().unwrap(), EmbedderOptions::default())
         .unwrap()
-        .encode(&texts, 8, |_, _| {})
+        .encode(&texts, &EncodeOptions::default(), |_, _| {})
         .unwrap();
 
     let (status, body) = server.json(
@@ -293,7 +293,7 @@ fn adapters_are_chosen_per_request() {
     };
     let expected = Embedder::from_spec(tiny_bert().to_str().unwrap(), options)
         .unwrap()
-        .encode(&["question 2"], 1, |_, _| {})
+        .encode(&["question 2"], &EncodeOptions::default(), |_, _| {})
         .unwrap();
     let (status, body) = server.json("/v1/embeddings", json!({"input": "question 2", "model": "tuned"}));
     assert_eq!(status, 200, "{body}");

@@ -43,6 +43,31 @@ pub const LONG_TASKS: [&str; 8] = [
     "pony",
 ];
 
+/// FlagEmbedding's (and ReasonEmbed's) instruction for a BRIGHT task, the
+/// sentence that goes in `Instruct: {instruction}\nQuery: {query}`.
+pub fn reasonembed_instruction(task: &str, long: bool) -> Result<String, String> {
+    let (subject, what, target) = match task {
+        "biology" => ("a Biology post", "passages", "post"),
+        "earth_science" => ("an Earth Science post", "passages", "post"),
+        "economics" => ("an Economics post", "passages", "post"),
+        "psychology" => ("a Psychology post", "passages", "post"),
+        "robotics" => ("a Robotics post", "passages", "post"),
+        "stackoverflow" => ("a Stack Overflow post", "passages", "post"),
+        "sustainable_living" => ("a Sustainable Living post", "passages", "post"),
+        "pony" => ("a Pony question", "passages", "question"),
+        "leetcode" => ("a Coding problem", "examples", "problem"),
+        "aops" | "theoremqa_questions" => ("a Math problem", "examples", "problem"),
+        "theoremqa_theorems" => ("a Math problem", "theorems", "problem"),
+        _ => return Err(format!("no instruction for unknown task '{task}'")),
+    };
+    let what = if long && what == "passages" { "documents" } else { what };
+    // The long pony instruction is published without its final period.
+    let end = if long && task == "pony" { "" } else { "." };
+    Ok(format!(
+        "Given {subject}, retrieve relevant {what} that help answer the {target}{end}"
+    ))
+}
+
 /// One row of `examples` (or of a `*_reason` config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Example {

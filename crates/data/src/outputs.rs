@@ -70,6 +70,16 @@ impl EmbeddingWriter {
                 message: format!("{} values do not form rows of {dim}", data.len()),
             });
         }
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            return Err(DataError::File {
+                path: path.clone(),
+                message: format!(
+                    "row {} holds a non-finite value ({}); nothing was written",
+                    i / dim + 1,
+                    data[i]
+                ),
+            });
+        }
         let rows = data.len() / dim;
         match self.format {
             EmbeddingFormat::Jsonl => {

@@ -83,6 +83,7 @@ pub fn read_any_qrels(path: &Path) -> Result<Qrels, DataError> {
 }
 
 /// A BEIR folder: `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv`.
+#[derive(Debug, Clone)]
 pub struct BeirDataset {
     pub corpus: Vec<Document>,
     pub queries: Vec<Query>,

@@ -3,6 +3,7 @@
 //! corpus and scored with trec_eval's measures.
 
 use reasonembed_data::BeirDataset;
+use reasonembed_models::Prompt;
 use reasonembed_search::Progress;
 
 use crate::error::{Error, Result};
@@ -25,12 +26,12 @@ pub fn measures() -> Vec<Measure> {
     ]
 }
 
-/// `prompt` (e.g. `Instruct: …\nQuery: `) is prefixed to every query.
+/// `prompt` is the embedder's query prompt (see the encode contract).
 pub fn evaluate(
-    retriever: &mut Retriever,
+    retriever: &Retriever,
     name: &str,
     dataset: BeirDataset,
-    prompt: &str,
+    prompt: &Prompt,
     top_k: usize,
     progress: &mut dyn Progress,
 ) -> Result<TaskResult> {
@@ -43,8 +44,8 @@ pub fn evaluate(
         return Err(Error::Protocol(format!("{name}: no query has judgements")));
     }
     let corpus = Corpus::new(dataset.corpus);
-    let texts: Vec<String> = queries.iter().map(|q| format!("{prompt}{}", q.text)).collect();
-    let hits = retriever.retrieve(&corpus, &texts, &[], top_k, progress)?;
+    let texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
+    let hits = retriever.retrieve(&corpus, &texts, prompt, &[], top_k, progress)?;
     let run: Run = queries
         .iter()
         .zip(hits)

@@ -50,7 +50,7 @@ pub fn query_config(variant: &str) -> String {
 }
 
 pub fn evaluate_task(
-    retriever: &mut Retriever,
+    retriever: &Retriever,
     data: &BrightData,
     task: &str,
     options: &BrightOptions,
@@ -82,15 +82,19 @@ pub fn evaluate_task(
         let excluded = corpus.indices(excluded.into_iter());
         excluded_pairs += excluded.len();
         exclusions.push(excluded);
-        texts.push(
-            options
-                .instructions
-                .apply(task, options.long, &ex.query)
-                .map_err(Error::Protocol)?,
-        );
+        texts.push(ex.query.clone());
         qids.push(ex.id.clone());
     }
-    let hits = retriever.retrieve(&corpus, &texts, &exclusions, options.top_k, progress)?;
+    // BRIGHT gives BM25 its queries as they are; embedders get the instruction set's format.
+    let (texts, prompt) = match retriever {
+        Retriever::Bm25(_) => (texts, reasonembed_models::Prompt::None),
+        Retriever::Dense(_) => options
+            .instructions
+            .format(task, options.long)
+            .map_err(Error::Protocol)?
+            .apply(texts),
+    };
+    let hits = retriever.retrieve(&corpus, &texts, &prompt, &exclusions, options.top_k, progress)?;
     let run: Run = qids
         .into_iter()
         .zip(hits)

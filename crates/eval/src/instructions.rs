@@ -4,7 +4,27 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use reasonembed_models::with_instruction;
+use reasonembed_data::bright::reasonembed_instruction;
+use reasonembed_models::Prompt;
+
+/// How a task's queries are given to the embedder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryFormat {
+    /// The query text with this prompt in front (the encode contract's prompt).
+    Prompt(Prompt),
+    /// A template with `{query}` where the query goes; the result gets no prompt.
+    Template(String),
+}
+
+impl QueryFormat {
+    /// The texts to embed and the prompt to embed them with.
+    pub fn apply(&self, queries: Vec<String>) -> (Vec<String>, Prompt) {
+        match self {
+            Self::Prompt(prompt) => (queries, prompt.clone()),
+            Self::Template(t) => (queries.iter().map(|q| t.replace("{query}", q)).collect(), Prompt::None),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstructionSet {
@@ -49,21 +69,21 @@ impl InstructionSet {
         }
     }
 
-    /// The text to embed for `query` of `task`.
-    pub fn apply(&self, task: &str, long: bool, query: &str) -> Result<String, String> {
+    /// How `task`'s queries are formatted.
+    pub fn format(&self, task: &str, long: bool) -> Result<QueryFormat, String> {
         Ok(match self {
-            Self::None => query.to_string(),
-            Self::ReasonEmbed => with_instruction(&reasonembed(task, long)?, query),
-            Self::Bright => format!("{}{query}", bright_e5(task, long)?),
-            Self::BrightBge => format!("{}{query}", bright_bge(task, long)?),
+            Self::None => QueryFormat::Prompt(Prompt::None),
+            Self::ReasonEmbed => QueryFormat::Prompt(Prompt::Instruction(reasonembed_instruction(task, long)?)),
+            Self::Bright => QueryFormat::Prompt(Prompt::Text(bright_e5(task, long)?)),
+            Self::BrightBge => QueryFormat::Prompt(Prompt::Text(bright_bge(task, long)?)),
             Self::Custom(map) => {
                 let instruction = map
                     .get(task)
                     .ok_or(format!("the instruction file has no entry for task '{task}'"))?;
                 if instruction.contains("{query}") {
-                    instruction.replace("{query}", query)
+                    QueryFormat::Template(instruction.clone())
                 } else {
-                    with_instruction(instruction, query)
+                    QueryFormat::Prompt(Prompt::Instruction(instruction.clone()))
                 }
             }
         })
@@ -72,30 +92,6 @@ impl InstructionSet {
 
 fn unknown(task: &str) -> String {
     format!("no instruction for unknown task '{task}'")
-}
-
-/// FlagEmbedding's BRIGHT instructions (bright.md §6.2).
-pub fn reasonembed(task: &str, long: bool) -> Result<String, String> {
-    let (subject, what, target) = match task {
-        "biology" => ("a Biology post", "passages", "post"),
-        "earth_science" => ("an Earth Science post", "passages", "post"),
-        "economics" => ("an Economics post", "passages", "post"),
-        "psychology" => ("a Psychology post", "passages", "post"),
-        "robotics" => ("a Robotics post", "passages", "post"),
-        "stackoverflow" => ("a Stack Overflow post", "passages", "post"),
-        "sustainable_living" => ("a Sustainable Living post", "passages", "post"),
-        "pony" => ("a Pony question", "passages", "question"),
-        "leetcode" => ("a Coding problem", "examples", "problem"),
-        "aops" | "theoremqa_questions" => ("a Math problem", "examples", "problem"),
-        "theoremqa_theorems" => ("a Math problem", "theorems", "problem"),
-        _ => return Err(unknown(task)),
-    };
-    let what = if long && what == "passages" { "documents" } else { what };
-    // The long pony instruction is published without its final period.
-    let end = if long && task == "pony" { "" } else { "." };
-    Ok(format!(
-        "Given {subject}, retrieve relevant {what} that help answer the {target}{end}"
-    ))
 }
 
 /// BRIGHT's e5 / sf / qwen / qwen2 query templates (bright.md §6.1).
@@ -140,23 +136,34 @@ fn bright_bge(task: &str, long: bool) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The text the embedder sees for `query`, as the encode contract builds it.
+    fn text(set: &InstructionSet, task: &str, long: bool, query: &str) -> Result<String, String> {
+        let (texts, prompt) = set.format(task, long)?.apply(vec![query.to_string()]);
+        let prefix = match prompt {
+            Prompt::None => String::new(),
+            Prompt::Text(t) => t,
+            Prompt::Instruction(i) => reasonembed_models::with_instruction(&i, ""),
+            other => panic!("unexpected prompt {other:?}"),
+        };
+        Ok(format!("{prefix}{}", texts[0]))
+    }
+
     #[test]
     fn reasonembed_set_matches_flagembedding() {
-        let set = InstructionSet::ReasonEmbed;
         assert_eq!(
-            set.apply("earth_science", false, "Why?").unwrap(),
+            text(&InstructionSet::ReasonEmbed, "earth_science", false, "Why?").unwrap(),
             "Instruct: Given an Earth Science post, retrieve relevant passages that help answer the post.\nQuery: Why?"
         );
         assert_eq!(
-            reasonembed("theoremqa_theorems", false).unwrap(),
+            reasonembed_instruction("theoremqa_theorems", false).unwrap(),
             "Given a Math problem, retrieve relevant theorems that help answer the problem."
         );
         assert_eq!(
-            reasonembed("pony", true).unwrap(),
+            reasonembed_instruction("pony", true).unwrap(),
             "Given a Pony question, retrieve relevant documents that help answer the question"
         );
         assert_eq!(
-            reasonembed("biology", true).unwrap(),
+            reasonembed_instruction("biology", true).unwrap(),
             "Given a Biology post, retrieve relevant documents that help answer the post."
         );
     }
@@ -164,14 +171,14 @@ mod tests {
     #[test]
     fn bright_templates_use_the_raw_task_key() {
         assert_eq!(
-            InstructionSet::Bright.apply("earth_science", false, "q").unwrap(),
+            text(&InstructionSet::Bright, "earth_science", false, "q").unwrap(),
             "Instruct: Given a earth_science post, retrieve relevant passages that help answer the post\nQuery: q"
         );
         assert_eq!(
-            InstructionSet::BrightBge.apply("biology", false, "q").unwrap(),
+            text(&InstructionSet::BrightBge, "biology", false, "q").unwrap(),
             "Represent this biology post for searching relevant passages: q"
         );
-        assert!(InstructionSet::Bright.apply("cooking", false, "q").is_err());
+        assert!(InstructionSet::Bright.format("cooking", false).is_err());
     }
 
     #[test]
@@ -181,8 +188,8 @@ mod tests {
             ("b".to_string(), "<q>{query}</q>".to_string()),
         ]);
         let set = InstructionSet::Custom(map);
-        assert_eq!(set.apply("a", false, "x").unwrap(), "Instruct: Find it\nQuery: x");
-        assert_eq!(set.apply("b", false, "x").unwrap(), "<q>x</q>");
-        assert!(set.apply("c", false, "x").is_err());
+        assert_eq!(text(&set, "a", false, "x").unwrap(), "Instruct: Find it\nQuery: x");
+        assert_eq!(text(&set, "b", false, "x").unwrap(), "<q>x</q>");
+        assert!(set.format("c", false).is_err());
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use reasonembed_data::Document;
-use reasonembed_models::Embedder;
+use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use reasonembed_search::Progress;
 use reasonembed_search::bm25::{Bm25Index, Bm25Params};
 use reasonembed_search::cache::EmbeddingCache;
@@ -106,17 +106,19 @@ pub struct DenseRetriever {
 
 impl Retriever {
     /// The best `k` corpus ids (as indices into `corpus.ids`) for each query,
-    /// excluded ids removed before the cut.
+    /// excluded ids removed before the cut. `prompt` is the embedder's query
+    /// prompt; BM25 takes the queries as they are.
     pub fn retrieve(
-        &mut self,
+        &self,
         corpus: &Corpus,
         queries: &[String],
+        prompt: &Prompt,
         exclusions: &[HashSet<u32>],
         k: usize,
         progress: &mut dyn Progress,
     ) -> Result<Vec<Vec<Hit>>> {
         match self {
-            Self::Dense(dense) => dense.retrieve(corpus, queries, exclusions, k, progress),
+            Self::Dense(dense) => dense.retrieve(corpus, queries, prompt, exclusions, k, progress),
             Self::Bm25(params) => {
                 progress.start("BM25 index", 1);
                 let rows: Vec<&str> = corpus.rows.iter().map(String::as_str).collect();
@@ -143,29 +145,24 @@ impl Retriever {
 
 impl DenseRetriever {
     fn retrieve(
-        &mut self,
+        &self,
         corpus: &Corpus,
         queries: &[String],
+        prompt: &Prompt,
         exclusions: &[HashSet<u32>],
         k: usize,
         progress: &mut dyn Progress,
     ) -> Result<Vec<Vec<Hit>>> {
-        let default_length = self.embedder.info().max_length;
         let texts: Vec<&str> = corpus.texts.iter().map(String::as_str).collect();
-        let docs = self.embed(
-            "documents",
-            &texts,
-            self.doc_max_length.unwrap_or(default_length),
-            progress,
-        )?;
+        let docs = EncodeOptions::document()
+            .with_max_length(self.doc_max_length)
+            .with_batch_size(self.batch_size);
+        let docs = self.embed("documents", &texts, &docs, progress)?;
         let queries: Vec<&str> = queries.iter().map(String::as_str).collect();
-        let queries = self.embed(
-            "queries",
-            &queries,
-            self.query_max_length.unwrap_or(default_length),
-            progress,
-        )?;
-        self.embedder.set_max_length(default_length)?;
+        let options = EncodeOptions::query(prompt.clone())
+            .with_max_length(self.query_max_length)
+            .with_batch_size(self.batch_size);
+        let queries = self.embed("queries", &queries, &options, progress)?;
         let dim = self.embedder.dimensions();
         // One vector per id: distinct texts fanned out.
         let mut by_id = Vec::with_capacity(corpus.ids.len() * dim);
@@ -179,17 +176,16 @@ impl DenseRetriever {
     }
 
     fn embed(
-        &mut self,
+        &self,
         label: &str,
         texts: &[&str],
-        max_length: usize,
+        options: &EncodeOptions,
         progress: &mut dyn Progress,
     ) -> Result<Vec<f32>> {
-        self.embedder.set_max_length(max_length)?;
         progress.start(label, texts.len());
         let vectors = self
             .cache
-            .embed(&self.embedder, texts, self.batch_size, |done, _| progress.update(done))?
+            .embed(&self.embedder, texts, options, |done, _| progress.update(done))?
             .data;
         progress.finish();
         Ok(vectors)

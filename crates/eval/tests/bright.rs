@@ -141,12 +141,12 @@ fn the_protocol_reproduces_the_reference_on_the_fixture() {
     )
     .unwrap();
     let cache_dir = tempfile::tempdir().unwrap();
-    let mut retriever = minilm(EmbeddingCache::new(cache_dir.path().to_path_buf()));
+    let retriever = minilm(EmbeddingCache::new(cache_dir.path().to_path_buf()));
     let data = fixture();
     for (name, setting) in golden["settings"].as_object().unwrap() {
         let options = options(setting);
         for (task, expected) in setting["tasks"].as_object().unwrap() {
-            let result = evaluate_task(&mut retriever, &data, task, &options, &mut Silent).unwrap();
+            let result = evaluate_task(&retriever, &data, task, &options, &mut Silent).unwrap();
             assert_eq!(
                 result.evaluated_queries as u64,
                 expected["evaluated_queries"].as_u64().unwrap(),
@@ -175,7 +175,7 @@ fn the_protocol_reproduces_the_reference_on_the_fixture() {
     }
     let counts = &golden["tasks"]["biology"];
     let bio = evaluate_task(
-        &mut retriever,
+        &retriever,
         &data,
         "biology",
         &options(&golden["settings"]["short"]),
@@ -204,7 +204,7 @@ fn a_second_run_reuses_the_cached_corpus_embeddings() {
         top_k: 100,
     };
     let first = evaluate_task(
-        &mut minilm(EmbeddingCache::new(cache_dir.path().into())),
+        &minilm(EmbeddingCache::new(cache_dir.path().into())),
         &data,
         "leetcode",
         &options,
@@ -226,7 +226,7 @@ fn a_second_run_reuses_the_cached_corpus_embeddings() {
     let before = files(cache_dir.path());
     assert_eq!(before.len(), 2, "one entry for the documents, one for the queries");
     let second = evaluate_task(
-        &mut minilm(EmbeddingCache::new(cache_dir.path().into())),
+        &minilm(EmbeddingCache::new(cache_dir.path().into())),
         &data,
         "leetcode",
         &options,
@@ -248,7 +248,7 @@ fn bm25_runs_the_same_protocol() {
         top_k: 1000,
     };
     let result = evaluate_task(
-        &mut Retriever::Bm25(Bm25Params::default()),
+        &Retriever::Bm25(Bm25Params::default()),
         &data,
         "leetcode",
         &options,

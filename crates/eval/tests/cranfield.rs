@@ -29,7 +29,7 @@ fn cranfield_ndcg_matches_the_python_reference() {
 
     let embedder = Embedder::from_spec("minilm", EmbedderOptions::default()).unwrap();
     let cache = EmbeddingCache::new(reasonembed_models::source::cache_dir().join("embeddings"));
-    let mut retriever = Retriever::Dense(Box::new(DenseRetriever {
+    let retriever = Retriever::Dense(Box::new(DenseRetriever {
         embedder,
         cache,
         batch_size: 32,
@@ -37,10 +37,10 @@ fn cranfield_ndcg_matches_the_python_reference() {
         doc_max_length: None,
     }));
     let result = beir::evaluate(
-        &mut retriever,
+        &retriever,
         "cranfield",
         BeirDataset::open(&data, "test").unwrap(),
-        "",
+        &reasonembed_models::Prompt::None,
         1000,
         &mut Silent,
     )

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use reasonembed_models::{Embedder, EmbedderOptions};
+use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -20,11 +20,12 @@ fn main() {
     let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
 
     let embedder = Embedder::from_spec("minilm", EmbedderOptions::default()).expect("load minilm");
+    let options = EncodeOptions::default().with_batch_size(batch);
     embedder
-        .encode(&texts[..batch.min(texts.len())], batch, |_, _| {})
+        .encode(&texts[..batch.min(texts.len())], &options, |_, _| {})
         .expect("warm-up");
     let start = Instant::now();
-    let out = embedder.encode(&texts, batch, |_, _| {}).expect("encode");
+    let out = embedder.encode(&texts, &options, |_, _| {}).expect("encode");
     let seconds = start.elapsed().as_secs_f64();
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()

@@ -11,6 +11,11 @@ use serde_json::Value;
 use crate::error::{Error, Result, read_json};
 use crate::lora::LoraConfig;
 
+/// The files of an adapter folder that decide its vectors.
+pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    vec![dir.join("adapter_config.json"), dir.join("adapter_model.safetensors")]
+}
+
 /// The LoRA settings of an adapter folder.
 pub fn read_config(dir: &Path) -> Result<LoraConfig> {
     let path = dir.join("adapter_config.json");

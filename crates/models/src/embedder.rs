@@ -1,7 +1,9 @@
 //! The embedding model: tokenizer → backbone → pooling → optional L2
 //! normalisation, configured from a model folder and the caller's options.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
@@ -9,11 +11,14 @@ use serde::Serialize;
 
 use crate::backbone::{Architecture, Backbone, BackboneConfig};
 use crate::batch::{Attention, PaddingSide, TokenBatch};
+use crate::encode::{
+    EncodeOptions, EncodeSettings, MAX_CHARS_PER_TOKEN, Prompt, cut_chars, default_prompt_name, with_instruction,
+};
 use crate::error::{Error, Result};
 use crate::folder::ModelFolder;
 use crate::nn::Mode;
 use crate::params::{self, Trainable};
-use crate::pooling::{Pooling, l2_normalize};
+use crate::pooling::{Pooling, l2_normalize, l2_normalize_vec};
 use crate::tokenizer::{TextTokenizer, TokenizerSettings, appends_eos};
 
 /// When to append the EOS token to every text.
@@ -56,6 +61,8 @@ pub struct ModelInfo {
     pub attention: Attention,
     pub append_eos: bool,
     pub dtype: String,
+    /// The LoRA adapter folder applied, if any.
+    pub adapter: Option<String>,
 }
 
 /// The embeddings of many texts, row-major `[n, dim]`, in input order.
@@ -63,8 +70,10 @@ pub struct ModelInfo {
 pub struct Embeddings {
     pub data: Vec<f32>,
     pub dim: usize,
-    /// Tokens processed, special tokens included, padding excluded.
+    /// Tokens processed by this call, special tokens included, padding excluded.
     pub tokens: usize,
+    /// Rows served from a cache rather than embedded by this call.
+    pub reused: usize,
 }
 
 impl Embeddings {
@@ -83,7 +92,9 @@ impl Embeddings {
 
 pub struct Embedder {
     backbone: Backbone,
-    tokenizer: TextTokenizer,
+    /// The tokenizer at the model's max length; others are derived per length.
+    tokenizer_base: TextTokenizer,
+    tokenizers: Mutex<HashMap<usize, Arc<TextTokenizer>>>,
     pooling: Pooling,
     normalize: bool,
     padding_side: PaddingSide,
@@ -93,9 +104,11 @@ pub struct Embedder {
     trainable_vars: VarMap,
     device: Device,
     max_positions: Option<usize>,
-    /// The tokenizer without truncation, made on first use (to measure inputs).
-    untruncated: std::sync::OnceLock<TextTokenizer>,
-    weight_files: Vec<std::path::PathBuf>,
+    weight_files: Vec<PathBuf>,
+    /// Every file of the checkpoint that decides a vector, for [`Embedder::identity`].
+    model_files: Vec<PathBuf>,
+    adapter_files: Vec<PathBuf>,
+    identity: OnceLock<String>,
     info: ModelInfo,
 }
 
@@ -198,10 +211,17 @@ impl Embedder {
             attention: backbone.attention(),
             append_eos: append_eos.is_some(),
             dtype: format!("{dtype:?}").to_lowercase(),
+            adapter: options.adapter.as_ref().map(|d| d.display().to_string()),
         };
+        let adapter_files = options
+            .adapter
+            .as_ref()
+            .map(|d| crate::adapter::files(d))
+            .unwrap_or_default();
         Ok(Self {
             backbone,
-            tokenizer,
+            tokenizers: Mutex::new(HashMap::new()),
+            tokenizer_base: tokenizer,
             pooling,
             normalize,
             padding_side,
@@ -211,28 +231,38 @@ impl Embedder {
             trainable_vars,
             device,
             max_positions,
-            untruncated: std::sync::OnceLock::new(),
             weight_files: folder.weight_files.clone(),
+            model_files: folder.identity_files(),
+            adapter_files,
+            identity: OnceLock::new(),
             info,
         })
-    }
-
-    /// Changes the maximum tokens per text (e.g. between the query and the
-    /// document side of an evaluation).
-    pub fn set_max_length(&mut self, max_length: usize) -> Result<()> {
-        check_max_length(max_length, self.max_positions)?;
-        self.tokenizer = self.tokenizer.with_max_length(max_length)?;
-        self.untruncated = std::sync::OnceLock::new();
-        self.info.max_length = max_length;
-        Ok(())
     }
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }
 
-    /// The checkpoint files, for identifying the model (e.g. in caches).
-    pub fn weight_files(&self) -> &[std::path::PathBuf] {
+    /// The identity key of this model (checkpoint and adapter bytes, settings,
+    /// code version); computed once. See [`crate::identity`].
+    pub fn identity(&self) -> Result<&str> {
+        if let Some(key) = self.identity.get() {
+            return Ok(key);
+        }
+        let mut settings = serde_json::to_value(&self.info).expect("model info serialises");
+        // Where the files live does not change a vector; their bytes do.
+        // Normalisation is chosen per call (`EncodeSettings`), so keys carry it there.
+        if let Some(o) = settings.as_object_mut() {
+            o.remove("path");
+            o.remove("adapter");
+            o.remove("normalize");
+        }
+        let key = crate::identity::identity_key(&self.model_files, &self.adapter_files, &settings)?;
+        Ok(self.identity.get_or_init(|| key))
+    }
+
+    /// The checkpoint's weight files.
+    pub fn weight_files(&self) -> &[PathBuf] {
         &self.weight_files
     }
 
@@ -249,10 +279,6 @@ impl Embedder {
         &self.prompts
     }
 
-    pub fn default_prompt_name(&self) -> Option<&str> {
-        self.default_prompt_name.as_deref()
-    }
-
     /// Parameters that receive gradients, by checkpoint (or adapter) name.
     pub fn trainable_vars(&self) -> Vec<(String, Var)> {
         let vars = self.trainable_vars.data().lock().expect("VarMap lock poisoned");
@@ -266,11 +292,66 @@ impl Embedder {
         Ok(self.backbone.merge_lora()?)
     }
 
-    /// Token ids of each text. An empty text is fine where the model adds
-    /// special tokens (BERT's `[CLS] [SEP]`, as sentence-transformers embeds
-    /// it); a text that yields no token at all is an error.
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
-        let ids = self.tokenizer.encode(texts)?;
+    /// What `options` resolve to for this model: the prompt (sentence-
+    /// transformers' rules, see [`crate::encode`]), the max length and
+    /// whether vectors are normalised.
+    pub fn resolve(&self, options: &EncodeOptions) -> Result<EncodeSettings> {
+        let named = |name: &str| {
+            self.prompts.get(name).cloned().ok_or_else(|| {
+                let known: Vec<&str> = self.prompts.keys().map(String::as_str).collect();
+                Error::Input(format!(
+                    "the model has no prompt named '{name}' (it has: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
+        };
+        let prompt = match &options.prompt {
+            Prompt::Auto => {
+                match default_prompt_name(options.side, &self.prompts, self.default_prompt_name.as_deref()) {
+                    Some(name) => named(name)?,
+                    None => String::new(),
+                }
+            }
+            Prompt::None => String::new(),
+            Prompt::Name(name) => named(name)?,
+            Prompt::Text(text) => text.clone(),
+            Prompt::Instruction(instruction) => with_instruction(instruction, ""),
+        };
+        let max_length = options.max_length.unwrap_or(self.info.max_length);
+        check_max_length(max_length, self.max_positions)?;
+        Ok(EncodeSettings {
+            prompt,
+            max_length,
+            normalize: options.normalize.unwrap_or(self.normalize),
+        })
+    }
+
+    /// Token ids of each text under `settings`: the prompt in front, very long
+    /// texts cut first (as text-embeddings-inference does), truncated to the
+    /// max length. Without `truncate`, a text longer than the max length is an
+    /// [`Error::TooLong`] instead. A text that yields no token is an error.
+    pub fn prepare(&self, texts: &[&str], settings: &EncodeSettings, truncate: bool) -> Result<Vec<Vec<u32>>> {
+        let max_chars = settings.max_length.saturating_mul(MAX_CHARS_PER_TOKEN);
+        let inputs: Vec<String> = texts
+            .iter()
+            .map(|t| format!("{}{}", settings.prompt, cut_chars(t, max_chars)))
+            .collect();
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        if !truncate {
+            let counts = self.tokenizer(usize::MAX / 2)?.encode(&refs)?;
+            if let Some(index) = counts.iter().position(|ids| ids.len() > settings.max_length) {
+                return Err(Error::TooLong {
+                    index,
+                    tokens: counts[index].len(),
+                    max: settings.max_length,
+                });
+            }
+        }
+        let ids = self.tokenizer(settings.max_length)?.encode(&refs)?;
         if let Some(i) = ids.iter().position(Vec::is_empty) {
             return Err(Error::Input(format!(
                 "text {i} ({:?}) yields no token for this model",
@@ -280,16 +361,26 @@ impl Embedder {
         Ok(ids)
     }
 
-    /// How many tokens each text has before truncation (special tokens included).
-    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        let tokenizer = match self.untruncated.get() {
-            Some(t) => t,
-            None => {
-                let t = self.tokenizer.with_max_length(usize::MAX / 2)?;
-                self.untruncated.get_or_init(|| t)
-            }
-        };
-        Ok(tokenizer.encode(texts)?.iter().map(Vec::len).collect())
+    /// Token ids of each text as it is (no prompt), at the model's max length.
+    /// An empty text is fine where the model adds special tokens (BERT's
+    /// `[CLS] [SEP]`, as sentence-transformers embeds it).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let settings = self.resolve(&EncodeOptions {
+            prompt: Prompt::None,
+            ..Default::default()
+        })?;
+        self.prepare(texts, &settings, true)
+    }
+
+    /// The tokenizer truncating at `max_length`, made once per length.
+    fn tokenizer(&self, max_length: usize) -> Result<Arc<TextTokenizer>> {
+        let mut by_length = self.tokenizers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = by_length.get(&max_length) {
+            return Ok(t.clone());
+        }
+        let t = Arc::new(self.tokenizer_base.with_max_length(max_length)?);
+        by_length.insert(max_length, t.clone());
+        Ok(t)
     }
 
     /// Pads `seqs` into one batch.
@@ -297,41 +388,75 @@ impl Embedder {
         Ok(TokenBatch::new(seqs, self.pad_id, self.padding_side, &self.device)?)
     }
 
-    /// Pooled (and, if configured, normalised) embeddings `[b, dim]` of one
-    /// batch; differentiable in [`Mode::Train`].
+    /// Pooled (and, if the model normalises, normalised) embeddings `[b, dim]`
+    /// of one batch; differentiable in [`Mode::Train`].
     pub fn embed_batch(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
-        let hidden = self.backbone.forward(batch, mode)?;
-        let pooled = self.pooling.pool(&hidden, batch)?.to_dtype(DType::F32)?;
+        let pooled = self.pool(batch, mode)?;
         Ok(if self.normalize { l2_normalize(&pooled)? } else { pooled })
     }
 
-    /// Embeds `texts` in batches of `batch_size`, grouping texts of similar
-    /// length to limit padding; rows come back in input order.
+    fn pool(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
+        let hidden = self.backbone.forward(batch, mode)?;
+        Ok(self.pooling.pool(&hidden, batch)?.to_dtype(DType::F32)?)
+    }
+
+    /// Embeds token sequences (from [`Embedder::prepare`]) for inference:
+    /// sorted by length so that a batch of `batch_size` holds texts of similar
+    /// length; rows come back in input order, normalised when `normalize`. A
+    /// non-finite vector is an error, never a result.
     /// `progress(texts_done, tokens_done)` is called after every batch.
-    pub fn encode(
+    pub fn embed_tokens(
         &self,
-        texts: &[&str],
+        seqs: &[&[u32]],
+        normalize: bool,
         batch_size: usize,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Embeddings> {
-        let seqs = self.tokenize(texts)?;
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
         let dim = self.dimensions();
         let mut data = vec![0f32; seqs.len() * dim];
         let (mut done, mut tokens) = (0, 0);
         for chunk in order.chunks(batch_size.max(1)) {
-            let batch_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+            let batch_seqs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i]).collect();
             let batch = self.batch(&batch_seqs)?;
-            let rows = self.embed_batch(&batch, Mode::Inference)?.to_vec2::<f32>()?;
-            for (&i, row) in chunk.iter().zip(rows) {
+            let pooled = self.pool(&batch, Mode::Inference)?;
+            for (&i, mut row) in chunk.iter().zip(pooled.to_vec2::<f32>()?) {
+                if normalize {
+                    l2_normalize_vec(&mut row);
+                }
+                if let Some(bad) = row.iter().find(|x| !x.is_finite()) {
+                    return Err(Error::NonFinite(format!(
+                        "input {i} embeds to a non-finite value ({bad}); the weights or the precision are broken"
+                    )));
+                }
                 data[i * dim..(i + 1) * dim].copy_from_slice(&row);
             }
             done += chunk.len();
             tokens += batch.real_tokens();
             progress(done, tokens);
         }
-        Ok(Embeddings { data, dim, tokens })
+        Ok(Embeddings {
+            data,
+            dim,
+            tokens,
+            reused: 0,
+        })
+    }
+
+    /// Embeds `texts` under `options`: the whole encode contract (prompt,
+    /// truncation, length-sorted batches, normalisation) in one call.
+    /// `progress(texts_done, tokens_done)` is called after every batch.
+    pub fn encode(
+        &self,
+        texts: &[&str],
+        options: &EncodeOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Embeddings> {
+        let settings = self.resolve(options)?;
+        let seqs = self.prepare(texts, &settings, true)?;
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        self.embed_tokens(&refs, settings.normalize, options.batch_size, progress)
     }
 }
 
@@ -351,9 +476,4 @@ fn eos_token_id(folder: &ModelFolder, tokenizer: &tokenizers::Tokenizer) -> Opti
         .as_deref()
         .and_then(|t| tokenizer.token_to_id(t))
         .or_else(|| folder.config_token_id("eos_token_id"))
-}
-
-/// The ReasonEmbed query format: `Instruct: {instruction}\nQuery: {text}`.
-pub fn with_instruction(instruction: &str, text: &str) -> String {
-    format!("Instruct: {instruction}\nQuery: {text}")
 }

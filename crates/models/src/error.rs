@@ -39,6 +39,12 @@ pub enum Error {
     #[error("invalid input: {0}")]
     Input(String),
 
+    #[error("input {index} has {tokens} tokens; the model takes at most {max}")]
+    TooLong { index: usize, tokens: usize, max: usize },
+
+    #[error("{0}")]
+    NonFinite(String),
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -19,6 +19,8 @@ use crate::pooling::Pooling;
 #[derive(Debug, Clone, Default)]
 pub struct SentenceTransformersConfig {
     pub pooling: Option<Pooling>,
+    /// The `Pooling` module's `config.json`.
+    pub pooling_config: Option<PathBuf>,
     pub normalize: bool,
     pub max_seq_length: Option<usize>,
     pub do_lower_case: bool,
@@ -93,6 +95,27 @@ impl ModelFolder {
         })
     }
 
+    /// Every file that decides this model's vectors: weights, tokenizer and
+    /// the configuration files that exist.
+    pub fn identity_files(&self) -> Vec<PathBuf> {
+        let configs = [
+            self.transformer_dir.join("config.json"),
+            self.transformer_dir.join("tokenizer.json"),
+            self.transformer_dir.join("tokenizer_config.json"),
+            self.transformer_dir.join("sentence_bert_config.json"),
+            self.root.join("modules.json"),
+            self.root.join("config_sentence_transformers.json"),
+        ];
+        let mut files = self.weight_files.clone();
+        files.extend(configs.into_iter().filter(|p| p.exists()));
+        files.extend(
+            self.sentence_transformers
+                .as_ref()
+                .and_then(|st| st.pooling_config.clone()),
+        );
+        files
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.transformer_dir.join("config.json")
     }
@@ -118,7 +141,11 @@ fn read_st_modules(
         let dir = root.join(&module.path);
         match kind {
             "Transformer" => transformer_dir = dir,
-            "Pooling" => st.pooling = Some(read_pooling(&dir.join("config.json"))?),
+            "Pooling" => {
+                let path = dir.join("config.json");
+                st.pooling = Some(read_pooling(&path)?);
+                st.pooling_config = Some(path);
+            }
             "Normalize" => st.normalize = true,
             _ => {
                 return Err(Error::Invalid {

@@ -17,10 +17,12 @@ pub mod bert;
 pub mod decoder;
 pub mod device;
 pub mod embedder;
+pub mod encode;
 pub mod error;
 pub mod folder;
 #[cfg(feature = "hub")]
 mod hub;
+pub mod identity;
 pub mod llama;
 pub mod lora;
 pub mod nn;
@@ -35,7 +37,8 @@ pub mod tokenizer;
 
 pub use backbone::Architecture;
 pub use batch::{Attention, PaddingSide, TokenBatch};
-pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, ModelInfo, with_instruction};
+pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, ModelInfo};
+pub use encode::{EncodeOptions, EncodeSettings, Prompt, Side, with_instruction};
 pub use error::{Error, Result};
 pub use folder::ModelFolder;
 pub use lora::LoraConfig;

@@ -56,6 +56,13 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     x.broadcast_div(&norm)
 }
 
+/// The same normalisation on one vector in place, for inference outputs (and
+/// for vectors cut to fewer dimensions after embedding).
+pub fn l2_normalize_vec(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +112,8 @@ mod tests {
         let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
         let n = l2_normalize(&x).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(n, vec![vec![0.6, 0.8], vec![0.0, 0.0]]);
+        let mut rows = [vec![3f32, 4.], vec![0., 0.]];
+        rows.iter_mut().for_each(|r| l2_normalize_vec(r));
+        assert_eq!(rows.to_vec(), n);
     }
 }

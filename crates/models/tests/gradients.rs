@@ -135,14 +135,32 @@ fn merged_lora_gives_the_same_embeddings() {
     for name in ["bert", "llama"] {
         let mut embedder = load(name, Trainable::Lora(lora_config()));
         randomise_lora_b(&embedder);
-        let before = embedder.encode(&TEXTS, 8, |_, _| {}).unwrap();
-        let base = load(name, Trainable::Nothing).encode(&TEXTS, 8, |_, _| {}).unwrap();
+        let before = embedder
+            .encode(
+                &TEXTS,
+                &reasonembed_models::EncodeOptions::default().with_batch_size(8),
+                |_, _| {},
+            )
+            .unwrap();
+        let base = load(name, Trainable::Nothing)
+            .encode(
+                &TEXTS,
+                &reasonembed_models::EncodeOptions::default().with_batch_size(8),
+                |_, _| {},
+            )
+            .unwrap();
         assert!(
             common::max_abs_diff(&before.data, &base.data) > 1e-3,
             "{name}: the adapters must change the output"
         );
         embedder.merge_lora().unwrap();
-        let after = embedder.encode(&TEXTS, 8, |_, _| {}).unwrap();
+        let after = embedder
+            .encode(
+                &TEXTS,
+                &reasonembed_models::EncodeOptions::default().with_batch_size(8),
+                |_, _| {},
+            )
+            .unwrap();
         assert!(
             common::max_abs_diff(&before.data, &after.data) < 1e-5,
             "{name}: merge changed the embeddings"

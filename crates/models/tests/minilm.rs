@@ -32,7 +32,13 @@ fn minilm_matches_sentence_transformers() {
     );
     assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), golden.token_counts);
 
-    let out = embedder.encode(&refs, 32, |_, _| {}).unwrap();
+    let out = embedder
+        .encode(
+            &refs,
+            &reasonembed_models::EncodeOptions::default().with_batch_size(32),
+            |_, _| {},
+        )
+        .unwrap();
     let expected = &golden.cases.iter().find(|c| c.name == "st-encode").unwrap().embeddings;
     for (i, e) in expected.iter().enumerate() {
         let cos = cosine(out.row(i), e);
@@ -51,7 +57,13 @@ fn minilm_reproduces_published_similarities() {
         "Insects are attracted to artificial light at night.",
         "How do I reverse a linked list in Rust?",
     ];
-    let out = embedder.encode(&texts, 4, |_, _| {}).unwrap();
+    let out = embedder
+        .encode(
+            &texts,
+            &reasonembed_models::EncodeOptions::default().with_batch_size(4),
+            |_, _| {},
+        )
+        .unwrap();
     let s1_head = [
         0.070461, -0.004444, -0.018957, 0.013050, -0.007437, -0.079720, -0.050162, 0.006895,
     ];

@@ -94,7 +94,13 @@ fn folder_defaults_reproduce_sentence_transformers_encode() {
         )
         .unwrap();
         let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
-        let out = embedder.encode(&refs, 3, |_, _| {}).unwrap();
+        let out = embedder
+            .encode(
+                &refs,
+                &reasonembed_models::EncodeOptions::default().with_batch_size(3),
+                |_, _| {},
+            )
+            .unwrap();
         for (i, expected) in case.embeddings.iter().enumerate() {
             let diff = max_abs_diff(out.row(i), expected);
             assert!(diff <= TOLERANCE, "{name}: text {i} differs by {diff}");

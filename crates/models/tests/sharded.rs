@@ -42,8 +42,20 @@ fn sharded_checkpoints_load_like_single_files() {
     let sharded = Embedder::from_spec(dir.path().to_str().unwrap(), EmbedderOptions::default()).unwrap();
     assert_eq!(sharded.weight_files().len(), 2);
     let (a, b) = (
-        single.encode(&texts, 2, |_, _| {}).unwrap(),
-        sharded.encode(&texts, 2, |_, _| {}).unwrap(),
+        single
+            .encode(
+                &texts,
+                &reasonembed_models::EncodeOptions::default().with_batch_size(2),
+                |_, _| {},
+            )
+            .unwrap(),
+        sharded
+            .encode(
+                &texts,
+                &reasonembed_models::EncodeOptions::default().with_batch_size(2),
+                |_, _| {},
+            )
+            .unwrap(),
     );
     assert_eq!(a.data, b.data);
 

@@ -1,10 +1,10 @@
 //! Corpus embeddings on disk, so that re-running an evaluation or a search
 //! re-embeds nothing.
 //!
-//! An entry is keyed by the model's identity (a hash of its weight files and
-//! every setting that changes a vector: pooling, normalisation, max length,
-//! padding, attention, EOS, precision) and by the exact texts, instruction
-//! included. It is stored as chunks of 1,024 rows, each written atomically as
+//! An entry is keyed by the model's identity (the bytes of its checkpoint and
+//! adapter, every setting that changes a vector, the embedding code's
+//! version: see `reasonembed_models::identity`), by the resolved encode
+//! settings (prompt, max length, normalisation) and by the exact texts. It is stored as chunks of 1,024 rows, each written atomically as
 //! it is finished, so an interrupted run resumes where it stopped and never
 //! loses or duplicates work.
 
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use reasonembed_data::atomic;
-use reasonembed_models::{Embedder, Embeddings};
+use reasonembed_models::{Embedder, Embeddings, EncodeOptions, EncodeSettings};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, io};
@@ -36,32 +36,37 @@ impl EmbeddingCache {
         Self { dir: None }
     }
 
-    /// The embeddings of `texts` (row-major `[n, dim]`), from the cache where
-    /// present; `progress(done, total)` follows the work. `tokens` counts only
-    /// the texts embedded by this call.
+    /// The embeddings of `texts` (row-major `[n, dim]`) under `options`, from
+    /// the cache where present; `progress(done, total)` follows the work.
+    /// `tokens` counts only the texts embedded by this call.
     pub fn embed(
         &self,
         embedder: &Embedder,
         texts: &[&str],
-        batch_size: usize,
+        options: &EncodeOptions,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Embeddings> {
         let total = texts.len();
         let dim = embedder.dimensions();
         let Some(root) = &self.dir else {
-            return Ok(embedder.encode(texts, batch_size, |done, _| progress(done, total))?);
+            return Ok(embedder.encode(texts, options, |done, _| progress(done, total))?);
         };
-        let entry = root.join(entry_key(embedder, texts)?);
+        let settings = embedder.resolve(options)?;
+        let entry = root.join(entry_key(embedder, &settings, texts)?);
         std::fs::create_dir_all(&entry).map_err(io(&entry))?;
+        atomic::remove_stale_temps(&entry);
         let mut data = Vec::with_capacity(total * dim);
-        let mut tokens = 0;
+        let (mut tokens, mut reused) = (0, 0);
         for (i, chunk) in texts.chunks(CHUNK).enumerate() {
             let path = entry.join(format!("chunk-{i:06}.npy"));
-            let rows = match read_chunk(&path, chunk.len(), dim)? {
-                Some(rows) => rows,
+            let rows = match read_chunk(&path, chunk.len(), dim) {
+                Some(rows) => {
+                    reused += chunk.len();
+                    rows
+                }
                 None => {
                     let offset = i * CHUNK;
-                    let fresh = embedder.encode(chunk, batch_size, |done, _| progress(offset + done, total))?;
+                    let fresh = embedder.encode(chunk, options, |done, _| progress(offset + done, total))?;
                     write_chunk(&path, &fresh.data, dim)?;
                     tokens += fresh.tokens;
                     fresh.data
@@ -71,33 +76,31 @@ impl EmbeddingCache {
             progress(data.len() / dim, total);
         }
         // Only the texts embedded now count tokens; cached chunks cost none.
-        Ok(Embeddings { data, dim, tokens })
+        Ok(Embeddings {
+            data,
+            dim,
+            tokens,
+            reused,
+        })
     }
 }
 
-/// A finished chunk, or `None` when it was never written. A file of the wrong
-/// shape (another format version, a damaged disk) is an error naming it.
-fn read_chunk(path: &Path, rows: usize, dim: usize) -> Result<Option<Vec<f32>>> {
+/// A finished chunk, or `None` when it was never written or cannot be
+/// trusted (unreadable, another shape, a non-finite value): such a chunk is
+/// recomputed and replaced, never served.
+fn read_chunk(path: &Path, rows: usize, dim: usize) -> Option<Vec<f32>> {
     if !path.exists() {
-        return Ok(None);
+        return None;
     }
-    let invalid = |message: String| Error::Invalid {
-        path: path.into(),
-        message,
-    };
-    let tensor =
-        Tensor::read_npy(path).map_err(|e| invalid(format!("unreadable cache chunk ({e}); delete it to recompute")))?;
-    if tensor.dims() != [rows, dim] {
-        return Err(invalid(format!(
-            "cache chunk has shape {:?}, expected [{rows}, {dim}]; delete it to recompute",
-            tensor.dims()
-        )));
+    let values = Tensor::read_npy(path)
+        .ok()
+        .filter(|t| t.dims() == [rows, dim])
+        .and_then(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok())
+        .filter(|v| v.iter().all(|x| x.is_finite()));
+    if values.is_none() {
+        tracing::warn!("{}: damaged cache chunk; recomputing it", path.display());
     }
-    let values = tensor
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok(Some(values))
+    values
 }
 
 fn write_chunk(path: &Path, rows: &[f32], dim: usize) -> Result<()> {
@@ -113,52 +116,15 @@ fn write_chunk(path: &Path, rows: &[f32], dim: usize) -> Result<()> {
     Ok(file.commit()?)
 }
 
-/// The cache entry name: a hash of the model's identity and of the texts.
-fn entry_key(embedder: &Embedder, texts: &[&str]) -> Result<String> {
-    let mut settings = serde_json::to_value(embedder.info()).expect("model info serialises");
-    // Where the model lives does not change its vectors; its weights do.
-    settings.as_object_mut().map(|o| o.remove("path"));
+/// The cache entry name: a hash of the model's identity, the resolved encode
+/// settings (prompt, max length, normalisation) and the texts.
+fn entry_key(embedder: &Embedder, settings: &EncodeSettings, texts: &[&str]) -> Result<String> {
     let mut hasher = Sha256::new();
-    hasher.update(weights_fingerprint(embedder.weight_files())?.as_bytes());
-    hasher.update(settings.to_string().as_bytes());
+    hasher.update(embedder.identity()?.as_bytes());
+    hasher.update(serde_json::to_string(settings).expect("settings serialise").as_bytes());
     for text in texts {
         hasher.update((text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// The sha256 of the weight files, memoised beside the cache by path, size
-/// and modification time so that multi-gigabyte checkpoints are hashed once.
-pub fn weights_fingerprint(files: &[PathBuf]) -> Result<String> {
-    let memo_dir = reasonembed_models::source::cache_dir().join("fingerprints");
-    let mut hasher = Sha256::new();
-    for file in files {
-        let meta = std::fs::metadata(file).map_err(io(file))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        let absolute = std::fs::canonicalize(file).map_err(io(file))?;
-        let stamp = hex::encode(Sha256::digest(format!(
-            "{}\0{}\0{mtime}",
-            absolute.display(),
-            meta.len()
-        )));
-        let memo = memo_dir.join(stamp);
-        let sha = match std::fs::read_to_string(&memo) {
-            Ok(sha) if sha.len() == 64 => sha,
-            _ => {
-                let sha = reasonembed_models::source::sha256_file(file)?;
-                // The memo only saves time; failing to write it is not an error.
-                if std::fs::create_dir_all(&memo_dir).is_ok() {
-                    let _ = atomic::write(&memo, sha.as_bytes());
-                }
-                sha
-            }
-        };
-        hasher.update(sha.as_bytes());
     }
     Ok(hex::encode(hasher.finalize()))
 }

@@ -7,24 +7,35 @@
 //! The directory holds `manifest.json` and `embeddings-<generation>.npy`. A
 //! new generation's vectors are written first and the manifest that points
 //! at them is renamed into place last, so an interrupted update leaves the
-//! previous index intact.
+//! previous index intact. Passages are embedded through an embedding cache
+//! in `pending/` (chunks of 1,024, each written atomically), so a killed
+//! build resumes where it stopped; the cache is dropped once the manifest is
+//! in place. Damaged vectors (a truncated file, a row count that does not
+//! match the manifest, a non-finite value) are detected and rebuilt.
+//!
+//! Folders are walked following symbolic links, with cycle detection; a file
+//! reachable by several paths is indexed once, under its first path in
+//! sorted order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use reasonembed_data::atomic;
-use reasonembed_models::Embedder;
+use reasonembed_models::{Embedder, EncodeOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cache::EmbeddingCache;
 use crate::error::{Error, Result, io};
 use crate::passages::split;
 use crate::progress::Progress;
 use crate::topk::{Hit, search};
 
 const MANIFEST: &str = "manifest.json";
-const VERSION: u32 = 1;
+/// The resumable embedding cache of a build in progress.
+const PENDING: &str = "pending";
+const VERSION: u32 = 2;
 /// Extensions indexed in a folder corpus.
 const TEXT_EXTENSIONS: [&str; 5] = ["txt", "md", "markdown", "rst", "text"];
 
@@ -67,7 +78,10 @@ pub struct UpdateStats {
     pub passages: usize,
     pub added_or_changed: usize,
     pub removed: usize,
+    /// Passages embedded by this update.
     pub embedded_passages: usize,
+    /// Passages of an interrupted earlier update, taken from its pending chunks.
+    pub resumed_passages: usize,
 }
 
 /// A search result.
@@ -96,12 +110,23 @@ impl PassageIndex {
         batch_size: usize,
         progress: &mut dyn Progress,
     ) -> Result<(Self, UpdateStats)> {
-        let model = model_settings(embedder);
+        if passage_words == 0 {
+            return Err(Error::Invalid {
+                path: corpus.into(),
+                message: "passage words must be at least 1".into(),
+            });
+        }
+        let options = EncodeOptions::document().with_batch_size(batch_size);
+        let settings = embedder.resolve(&options)?;
+        let model = model_settings(embedder)?;
         let model_key = hex::encode(Sha256::digest(format!(
-            "{}{model}",
-            crate::cache::weights_fingerprint(embedder.weight_files())?
+            "{}{}",
+            embedder.identity()?,
+            serde_json::to_string(&settings).expect("settings serialise")
         )));
-        let previous = load(dir)?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        atomic::remove_stale_temps(dir);
+        let previous = load(dir);
         let previous_generation = previous.as_ref().map(|(m, _)| m.generation);
         // Another model or passage size makes the old vectors useless.
         let old = previous.filter(|(m, _)| {
@@ -170,7 +195,6 @@ impl PassageIndex {
             .filter(|(name, _)| !current_names.contains(name.as_str()))
             .count();
         stats.passages = sources.iter().map(|s| s.passages.len()).sum();
-        stats.embedded_passages = pending.len();
 
         let changed = stats.added_or_changed > 0 || stats.removed > 0 || old_manifest.is_none();
         let texts: Vec<&str> = pending
@@ -178,12 +202,15 @@ impl PassageIndex {
             .map(|&(s, p)| sources[s].passages[p].text.as_str())
             .collect();
         progress.start("passages", texts.len());
+        let pending_dir = dir.join(PENDING);
         let fresh = if texts.is_empty() {
             Vec::new()
         } else {
-            embedder
-                .encode(&texts, batch_size, |done, _| progress.update(done))?
-                .data
+            let out = EmbeddingCache::new(pending_dir.clone())
+                .embed(embedder, &texts, &options, |done, _| progress.update(done))?;
+            stats.resumed_passages = out.reused;
+            stats.embedded_passages = texts.len() - out.reused;
+            out.data
         };
         progress.finish();
 
@@ -210,16 +237,22 @@ impl PassageIndex {
             sources,
         };
         if changed {
-            save(dir, &manifest, &embeddings, previous_generation)?;
+            save(dir, &manifest, &embeddings)?;
+        }
+        // The vectors are in place: the resumable cache of this build is spent.
+        if pending_dir.exists() {
+            std::fs::remove_dir_all(&pending_dir).map_err(io(&pending_dir))?;
         }
         Ok((Self::new(manifest, embeddings), stats))
     }
 
     /// Opens an index as it is, to serve searches (`reasonembed serve --index`).
     pub fn open(dir: &Path) -> Result<Self> {
-        let (manifest, embeddings) = load(dir)?.ok_or_else(|| Error::Invalid {
+        let (manifest, embeddings) = load(dir).ok_or_else(|| Error::Invalid {
             path: dir.join(MANIFEST),
-            message: "no index here: build one with `reasonembed search --corpus … --index DIR`".into(),
+            message:
+                "no usable index here (missing or damaged): build one with `reasonembed search --corpus … --index DIR`"
+                    .into(),
         })?;
         Ok(Self::new(manifest, embeddings))
     }
@@ -283,11 +316,15 @@ impl PassageIndex {
     }
 }
 
-/// Every setting of the embedder that changes its vectors.
-fn model_settings(embedder: &Embedder) -> serde_json::Value {
+/// The embedder's settings (for people) and its identity key (for checks:
+/// a server searching this index must embed queries with the same model).
+fn model_settings(embedder: &Embedder) -> Result<serde_json::Value> {
     let mut info = serde_json::to_value(embedder.info()).expect("model info serialises");
-    info.as_object_mut().map(|o| o.remove("path"));
-    info
+    if let Some(o) = info.as_object_mut() {
+        o.remove("path");
+        o.insert("identity".into(), embedder.identity()?.into());
+    }
+    Ok(info)
 }
 
 /// `(name, text)` of every source: the text files of a folder (sorted by
@@ -314,11 +351,15 @@ fn read_corpus(corpus: &Path) -> Result<Vec<(String, String)>> {
         });
     }
     let mut files = Vec::new();
-    collect_files(corpus, &mut files)?;
+    let mut visited = HashSet::new();
+    collect_files(corpus, &mut visited, &mut files)?;
     files.sort();
+    // One file reachable by several paths (links) is indexed once.
+    let mut seen = HashSet::new();
+    files.retain(|(_, real)| seen.insert(real.clone()));
     files
         .into_iter()
-        .map(|path| {
+        .map(|(path, _)| {
             let bytes = std::fs::read(&path).map_err(io(&path))?;
             let text = String::from_utf8(bytes).map_err(|e| Error::Invalid {
                 path: path.clone(),
@@ -330,21 +371,31 @@ fn read_corpus(corpus: &Path) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// Text files under `dir`, skipping hidden entries (and so our own index).
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Text files under `dir` with their real paths, skipping hidden entries (and
+/// so our own index) and broken links. Links are followed; a folder already
+/// visited (a link cycle, or a second link to it) is not walked again.
+fn collect_files(dir: &Path, visited: &mut HashSet<PathBuf>, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
+    let real_dir = std::fs::canonicalize(dir).map_err(io(dir))?;
+    if !visited.insert(real_dir) {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let path = entry.map_err(io(dir))?.path();
         if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
             continue;
         }
-        if path.is_dir() {
-            collect_files(&path, out)?;
+        let Ok(real) = std::fs::canonicalize(&path) else {
+            tracing::warn!("{}: broken link; skipped", path.display());
+            continue;
+        };
+        if real.is_dir() {
+            collect_files(&path, visited, out)?;
         } else if path
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| TEXT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
         {
-            out.push(path);
+            out.push((path, real));
         }
     }
     Ok(())
@@ -354,38 +405,40 @@ fn embeddings_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("embeddings-{generation}.npy"))
 }
 
-fn load(dir: &Path) -> Result<Option<(Manifest, Vec<f32>)>> {
+/// The index in `dir`, or `None` when there is none or it cannot be trusted
+/// (unreadable manifest, another format version, vectors that are missing,
+/// truncated, of the wrong shape or not finite): the caller rebuilds it.
+fn load(dir: &Path) -> Option<(Manifest, Vec<f32>)> {
     let path = dir.join(MANIFEST);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
+    let text = std::fs::read_to_string(&path).ok()?;
     let manifest: Manifest = match serde_json::from_str(&text) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!("{}: unreadable index manifest ({e}); rebuilding", path.display());
-            return Ok(None);
+            return None;
         }
     };
     if manifest.version != VERSION {
-        return Ok(None);
+        return None;
     }
     let vectors_path = embeddings_path(dir, manifest.generation);
-    let tensor = Tensor::read_npy(&vectors_path).map_err(|e| Error::Invalid {
-        path: vectors_path.clone(),
-        message: format!("unreadable index vectors ({e})"),
-    })?;
-    let vectors = tensor
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| Error::Invalid {
-            path: vectors_path,
-            message: e.to_string(),
-        })?;
-    Ok(Some((manifest, vectors)))
+    let rows: usize = manifest.sources.iter().map(|s| s.passages.len()).sum();
+    let vectors = Tensor::read_npy(&vectors_path)
+        .ok()
+        .filter(|t| t.dims() == [rows, manifest.dim])
+        .and_then(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok())
+        .filter(|v| v.iter().all(|x| x.is_finite()));
+    if vectors.is_none() {
+        tracing::warn!(
+            "{}: index vectors missing or damaged (expected {rows} × {}); rebuilding",
+            vectors_path.display(),
+            manifest.dim
+        );
+    }
+    Some((manifest, vectors?))
 }
 
-fn save(dir: &Path, manifest: &Manifest, embeddings: &[f32], previous: Option<u64>) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+fn save(dir: &Path, manifest: &Manifest, embeddings: &[f32]) -> Result<()> {
     let vectors_path = embeddings_path(dir, manifest.generation);
     let file = atomic::AtomicFile::create(&vectors_path)?;
     let rows = embeddings.len() / manifest.dim.max(1);
@@ -400,8 +453,13 @@ fn save(dir: &Path, manifest: &Manifest, embeddings: &[f32], previous: Option<u6
     file.commit()?;
     let json = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
     atomic::write(&dir.join(MANIFEST), &json)?;
-    if let Some(old) = previous.filter(|&g| g != manifest.generation) {
-        let _ = std::fs::remove_file(embeddings_path(dir, old));
+    // Vectors of earlier generations (or of a damaged index) are no longer referenced.
+    let current = embeddings_path(dir, manifest.generation);
+    for entry in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("embeddings-") && name.ends_with(".npy") && entry.path() != current {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     Ok(())
 }

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_models::pooling::l2_normalize_vec;
+use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -181,11 +182,13 @@ impl AppState {
         })
     }
 
-    /// Raw vectors and token count of `texts`, through the model's batching queue.
+    /// Raw vectors and token count of `texts` under `options` (the encode
+    /// contract: prompt and max length), through the model's batching queue.
     async fn embed(
         &self,
         model: &Served,
         texts: &[String],
+        options: &EncodeOptions,
         truncate: bool,
     ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
         if texts.len() > self.settings.limits.max_inputs {
@@ -199,9 +202,10 @@ impl AppState {
             .permits
             .try_acquire()
             .map_err(|_| ApiError(StatusCode::TOO_MANY_REQUESTS, "too many concurrent requests".into()))?;
+        let settings = model.embedder.resolve(options).map_err(|e| bad(e.to_string()))?;
         let seqs = model
             .infer
-            .tokenize(texts.to_vec(), truncate)
+            .tokenize(texts.to_vec(), settings, truncate)
             .await
             .map_err(|e| match e {
                 TokenizeError::TooLong { index, tokens, max } => ApiError(
@@ -217,11 +221,6 @@ impl AppState {
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         Ok((out.vectors, out.tokens))
     }
-}
-
-fn normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 #[derive(Deserialize)]
@@ -241,7 +240,14 @@ async fn openai_embeddings(
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let model = state.model(request.model.as_deref())?;
     let texts = inputs(&request.input, "input")?;
-    let (vectors, tokens) = state.embed(model, &texts, state.settings.limits.auto_truncate).await?;
+    let (vectors, tokens) = state
+        .embed(
+            model,
+            &texts,
+            &EncodeOptions::default(),
+            state.settings.limits.auto_truncate,
+        )
+        .await?;
     let dims = model.embedder.dimensions();
     let base64 = match request.encoding_format.as_deref() {
         None | Some("float") => false,
@@ -256,7 +262,7 @@ async fn openai_embeddings(
         .enumerate()
         .map(|(index, mut v)| {
             v.truncate(request.dimensions.unwrap_or(dims));
-            normalize(&mut v);
+            l2_normalize_vec(&mut v);
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 json!(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -289,24 +295,21 @@ async fn tei_embed(
     state.authorize(&headers)?;
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let model = state.model(request.model.as_deref())?;
-    let mut texts = inputs(&request.inputs, "inputs")?;
-    if let Some(name) = &request.prompt_name {
-        let prompt = model
-            .embedder
-            .prompts()
-            .get(name)
-            .ok_or_else(|| bad(format!("unknown prompt_name '{name}'")))?;
-        texts = texts.into_iter().map(|t| format!("{prompt}{t}")).collect();
-    }
+    let texts = inputs(&request.inputs, "inputs")?;
+    let options = EncodeOptions {
+        prompt: Prompt::from_flags(None, request.prompt_name.as_deref()),
+        ..Default::default()
+    };
     let (mut vectors, _) = state
         .embed(
             model,
             &texts,
+            &options,
             request.truncate.unwrap_or(state.settings.limits.auto_truncate),
         )
         .await?;
     if request.normalize.unwrap_or(state.settings.normalize_default) {
-        vectors.iter_mut().for_each(|v| normalize(v));
+        vectors.iter_mut().for_each(|v| l2_normalize_vec(v));
     }
     Ok(Json(json!(vectors)))
 }
@@ -340,15 +343,12 @@ async fn search(
     if k == 0 || k > 1000 {
         return Err(bad("'k' must be between 1 and 1000"));
     }
-    let text = match &request.instruction {
-        Some(instruction) => with_instruction(instruction, &request.query),
-        None => request.query,
-    };
     let model = state.model(None)?;
-    let (mut vectors, _) = state.embed(model, &[text], true).await?;
+    let options = EncodeOptions::query(Prompt::from_flags(request.instruction.as_deref(), None));
+    let (mut vectors, _) = state.embed(model, &[request.query], &options, true).await?;
     let mut query = vectors.remove(0);
     if index.model()["normalize"] == true {
-        normalize(&mut query);
+        l2_normalize_vec(&mut query);
     }
     let hits = tokio::task::spawn_blocking(move || index.search(&query, k))
         .await

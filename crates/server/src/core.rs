@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Instant;
 
-use reasonembed_models::{Embedder, Mode};
+use reasonembed_models::{Embedder, EncodeSettings};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -41,6 +41,7 @@ pub enum TokenizeError {
 
 struct TokenizeJob {
     texts: Vec<String>,
+    settings: EncodeSettings,
     truncate: bool,
     reply: oneshot::Sender<Result<Vec<Vec<u32>>, TokenizeError>>,
 }
@@ -76,13 +77,24 @@ impl Infer {
         )
     }
 
-    /// Token ids of `texts` (truncated to the model's max length when
-    /// `truncate`, refused when too long otherwise), computed on the pool.
-    pub async fn tokenize(&self, texts: Vec<String>, truncate: bool) -> Result<Vec<Vec<u32>>, TokenizeError> {
+    /// Token ids of `texts` under `settings` (the encode contract: prompt,
+    /// cut, truncation to the max length when `truncate`, refusal when too
+    /// long otherwise), computed on the pool.
+    pub async fn tokenize(
+        &self,
+        texts: Vec<String>,
+        settings: EncodeSettings,
+        truncate: bool,
+    ) -> Result<Vec<Vec<u32>>, TokenizeError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || TokenizeError::Failed("the tokenizer pool stopped".into());
         self.tokenizers
-            .send(TokenizeJob { texts, truncate, reply })
+            .send(TokenizeJob {
+                texts,
+                settings,
+                truncate,
+                reply,
+            })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -110,25 +122,17 @@ fn tokenize_worker(embedder: &Embedder, requests: &Mutex<mpsc::Receiver<Tokenize
         if job.reply.is_closed() {
             continue; // the client left while the job waited
         }
-        let _ = job.reply.send(tokenize(embedder, &job.texts, job.truncate));
-    }
-}
-
-fn tokenize(embedder: &Embedder, texts: &[String], truncate: bool) -> Result<Vec<Vec<u32>>, TokenizeError> {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let failed = |e: reasonembed_models::Error| TokenizeError::Failed(e.to_string());
-    if !truncate {
-        let max = embedder.info().max_length;
-        let counts = embedder.token_counts(&refs).map_err(failed)?;
-        if let Some(index) = counts.iter().position(|&n| n > max) {
-            return Err(TokenizeError::TooLong {
-                index,
-                tokens: counts[index],
-                max,
+        let refs: Vec<&str> = job.texts.iter().map(String::as_str).collect();
+        let ids = embedder
+            .prepare(&refs, &job.settings, job.truncate)
+            .map_err(|e| match e {
+                reasonembed_models::Error::TooLong { index, tokens, max } => {
+                    TokenizeError::TooLong { index, tokens, max }
+                }
+                e => TokenizeError::Failed(e.to_string()),
             });
-        }
+        let _ = job.reply.send(ids);
     }
-    embedder.tokenize(&refs).map_err(failed)
 }
 
 fn run(embedder: &Embedder, jobs: &mpsc::Receiver<Job>, max_batch_tokens: usize, metrics: &Metrics) {
@@ -187,23 +191,14 @@ fn padded_cost(jobs: &[Job]) -> usize {
     count * longest
 }
 
-/// Sequences per forward pass: the batch is cut into groups of similar
-/// length, so a long text does not pad every short one.
+/// Sequences per forward pass: the batch is sorted by length and cut into
+/// groups, so a long text does not pad every short one.
 const GROUP: usize = 16;
 
+/// Raw (not normalised) vectors of `seqs`, through the encode contract.
 fn embed(embedder: &Embedder, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    order.sort_by_key(|&i| seqs[i].len());
-    let mut rows = vec![Vec::new(); seqs.len()];
-    for chunk in order.chunks(GROUP) {
-        let group: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i]).collect();
-        let batch = embedder.batch(&group).map_err(|e| e.to_string())?;
-        let out = embedder
-            .embed_batch(&batch, Mode::Inference)
-            .map_err(|e| e.to_string())?;
-        for (&i, row) in chunk.iter().zip(out.to_vec2::<f32>().map_err(|e| e.to_string())?) {
-            rows[i] = row;
-        }
-    }
-    Ok(rows)
+    let out = embedder
+        .embed_tokens(seqs, false, GROUP, |_, _| {})
+        .map_err(|e| e.to_string())?;
+    Ok(out.data.chunks(out.dim).map(<[f32]>::to_vec).collect())
 }

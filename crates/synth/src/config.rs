@@ -132,7 +132,8 @@ pub struct MineConfig {
     /// The embedder (folder, built-in name or Hub id).
     pub model: String,
     pub batch_size: usize,
-    /// Query text as `Instruct: {instruction}\nQuery: {query}` (ReasonEmbed's format).
+    /// Query text as `Instruct: {instruction}\nQuery: {query}` (ReasonEmbed's format);
+    /// otherwise the model's own query prompt, if it has one.
     pub instruct: bool,
     /// Documents retrieved before the cut.
     pub depth: usize,

@@ -90,7 +90,7 @@ fn stackexchange(domain: &str, label: &str) -> Flavour {
         relevance: format!(
             "A passage is relevant to a {label} post if the key concepts or theories it discusses would give a domain expert references for drafting an answer to the post."
         ),
-        instruction: reasonembed_eval::instructions::reasonembed(domain, false).expect("a BRIGHT domain"),
+        instruction: reasonembed_data::bright::reasonembed_instruction(domain, false).expect("a BRIGHT domain"),
     }
 }
 
@@ -102,7 +102,7 @@ fn math(domain: &str, task: &str, document_type: &'static str, relevance: &str) 
         item: "problem",
         document_type,
         relevance: relevance.into(),
-        instruction: reasonembed_eval::instructions::reasonembed(domain, false).expect("a BRIGHT domain"),
+        instruction: reasonembed_data::bright::reasonembed_instruction(domain, false).expect("a BRIGHT domain"),
     }
 }
 
@@ -122,7 +122,7 @@ fn flavour(domain: &str) -> Flavour {
             item: "problem",
             document_type: "coding problem solution",
             relevance: "A coding problem solution is relevant to a LeetCode problem if the algorithms or data structures it uses offer useful insight for solving the problem.".into(),
-            instruction: reasonembed_eval::instructions::reasonembed(domain, false).expect("a BRIGHT domain"),
+            instruction: reasonembed_data::bright::reasonembed_instruction(domain, false).expect("a BRIGHT domain"),
         },
         "pony" => Flavour {
             clean_domain: "Coding".into(),
@@ -131,7 +131,7 @@ fn flavour(domain: &str) -> Flavour {
             item: "instruction",
             document_type: "Pony documentation passage",
             relevance: "A Pony documentation passage is relevant to a coding instruction if a beginner with no knowledge of Pony needs the syntax it describes to complete the instruction.".into(),
-            instruction: reasonembed_eval::instructions::reasonembed(domain, false).expect("a BRIGHT domain"),
+            instruction: reasonembed_data::bright::reasonembed_instruction(domain, false).expect("a BRIGHT domain"),
         },
         "aops" => math(
             domain,

@@ -261,7 +261,16 @@ fn the_pipeline_turns_a_corpus_into_training_rows() {
             (Some(4), Some(2))
         );
     }
-    let (domains, skipped) = reasonembed_train::data::load(&[run.join("train")], true, false).unwrap();
+    let (domains, skipped) = reasonembed_train::data::load(
+        &[run.join("train")],
+        &reasonembed_train::data::Rules {
+            need_reasoning: true,
+            skip_invalid: false,
+            batch_size: 8,
+            group_size: 2,
+        },
+    )
+    .unwrap();
     assert_eq!(domains[0].records.len(), train.len());
     assert_eq!(skipped.total(), 0);
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use reasonembed_data::{EmbeddingWriter, InputOptions, read_texts};
-use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use reasonembed_search::cache::EmbeddingCache;
 
 use super::shared::ModelArgs;
@@ -15,7 +15,8 @@ use crate::progress;
 ///
 /// Output rows follow input order. Queries get `Instruct: {instruction}\nQuery: {text}`
 /// with --instruction (the ReasonEmbed format) or a sentence-transformers prompt with
-/// --prompt-name; documents are embedded as they are.
+/// --prompt-name; otherwise the model's default prompt applies, if it names one
+/// (sentence-transformers' `encode`).
 #[derive(clap::Args, Debug)]
 #[command(
     after_help = "Example:\n  reasonembed embed docs.txt -o docs.npy\n  reasonembed embed --instruction 'Given a question, retrieve passages that answer it' queries.jsonl -o q.npy"
@@ -35,7 +36,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "prompt_name")]
     pub instruction: Option<String>,
 
-    /// Prefix texts with the model's sentence-transformers prompt of this name (e.g. query).
+    /// Prefix texts with the model's sentence-transformers prompt of this name (e.g. query)
+    /// [default: the model's default_prompt_name, if any].
     #[arg(long)]
     pub prompt_name: Option<String>,
 
@@ -65,6 +67,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if same_file(&args.input, &args.output) {
+        bail!(
+            "{}: the output would overwrite the input; choose another --output",
+            args.output.display()
+        );
+    }
     // Open the output first, so an unwritable destination fails before any work.
     let writer = EmbeddingWriter::create(&args.output)?;
     let options = InputOptions {
@@ -77,7 +85,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     let embedder = Embedder::from_spec(&args.model.model, args.model.options()?)
         .with_context(|| format!("cannot load model '{}'", args.model.model))?;
-    let texts = apply_prompt(&embedder, &args, texts)?;
+    let options = EncodeOptions {
+        prompt: Prompt::from_flags(args.instruction.as_deref(), args.prompt_name.as_deref()),
+        batch_size: args.batch_size,
+        ..Default::default()
+    };
 
     let start = Instant::now();
     let bar = progress::bar(texts.len() as u64, "texts", args.quiet);
@@ -88,9 +100,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         EmbeddingCache::new(reasonembed_models::source::cache_dir().join("embeddings"))
     };
-    let embeddings = cache.embed(&embedder, &refs, args.batch_size, |done, _| {
-        bar.set_position(done as u64)
-    })?;
+    let embeddings = cache.embed(&embedder, &refs, &options, |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     writer.commit(&embeddings.data, embeddings.dim)?;
 
@@ -112,24 +122,7 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Applies --instruction, --prompt-name or the model's default prompt.
-fn apply_prompt(embedder: &Embedder, args: &Args, texts: Vec<String>) -> Result<Vec<String>> {
-    if let Some(instruction) = &args.instruction {
-        return Ok(texts.iter().map(|t| with_instruction(instruction, t)).collect());
-    }
-    let Some(name) = args.prompt_name.as_deref().or(embedder.default_prompt_name()) else {
-        return Ok(texts);
-    };
-    let Some(prompt) = embedder.prompts().get(name) else {
-        let known: Vec<&str> = embedder.prompts().keys().map(String::as_str).collect();
-        bail!(
-            "the model has no prompt named '{name}' (it has: {})",
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
-        );
-    };
-    Ok(texts.into_iter().map(|t| format!("{prompt}{t}")).collect())
+/// Whether two paths name the same file, links included (the output may not exist yet).
+fn same_file(input: &std::path::Path, output: &std::path::Path) -> bool {
+    same_file::is_same_file(input, output).unwrap_or(false)
 }

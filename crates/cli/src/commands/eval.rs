@@ -14,7 +14,7 @@ use reasonembed_eval::metrics::{self, Measure};
 use reasonembed_eval::report::Report;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
 use reasonembed_eval::{beir, published};
-use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use reasonembed_search::bm25::Bm25Params;
 use reasonembed_search::cache::EmbeddingCache;
 use serde_json::json;
@@ -249,12 +249,12 @@ fn bright(args: BrightArgs) -> Result<()> {
         instructions: InstructionSet::parse(&args.instructions).map_err(anyhow::Error::msg)?,
         top_k: args.run.top_k,
     };
-    let mut retriever = retriever(&args.run)?;
+    let retriever = retriever(&args.run)?;
     let mut bars = Bars::new(args.run.quiet);
     let mut results = Vec::new();
     for task in &options.tasks {
         bars.context = task.clone();
-        let result = evaluate_task(&mut retriever, &data, task, &options, &mut bars)
+        let result = evaluate_task(&retriever, &data, task, &options, &mut bars)
             .with_context(|| format!("BRIGHT task '{task}'"))?;
         eprintln!(
             "{task}: nDCG@10 {:.4} over {} queries, {} documents ({} id collisions, {} distinct texts)",
@@ -303,20 +303,16 @@ fn beir_eval(args: BeirArgs) -> Result<()> {
     let name = source
         .file_stem()
         .map_or("beir".into(), |n| n.to_string_lossy().into_owned());
-    let mut retriever = retriever(&args.run)?;
-    let prompt = match (&args.instruction, &args.prompt_name, &retriever) {
-        (Some(i), _, _) => with_instruction(i, ""),
-        (None, Some(p), Retriever::Dense(d)) => d
-            .embedder
-            .prompts()
-            .get(p)
-            .cloned()
-            .with_context(|| format!("the model has no prompt named '{p}'"))?,
-        _ => String::new(),
+    let retriever = retriever(&args.run)?;
+    let prompt = Prompt::from_flags(args.instruction.as_deref(), args.prompt_name.as_deref());
+    // The prompt the queries get, resolved now so that an unknown name fails before any work.
+    let query_prompt = match &retriever {
+        Retriever::Dense(d) => d.embedder.resolve(&EncodeOptions::query(prompt.clone()))?.prompt,
+        Retriever::Bm25(_) => String::new(),
     };
     let mut bars = Bars::new(args.run.quiet);
-    let result = beir::evaluate(&mut retriever, &name, dataset, &prompt, args.run.top_k, &mut bars)?;
-    let settings = json!({ "split": args.split, "top_k": args.run.top_k, "query_prompt": prompt,
+    let result = beir::evaluate(&retriever, &name, dataset, &prompt, args.run.top_k, &mut bars)?;
+    let settings = json!({ "split": args.split, "top_k": args.run.top_k, "query_prompt": query_prompt,
         "query_max_length": args.run.query_max_length, "doc_max_length": args.run.doc_max_length });
     let dataset = json!({ "name": name, "source": source.display().to_string() });
     let report = Report::new(

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use reasonembed_search::index::PassageIndex;
 use sha2::{Digest, Sha256};
 
@@ -67,9 +67,25 @@ pub fn run(args: Args) -> Result<()> {
     if args.top_k == 0 {
         bail!("-k must be at least 1");
     }
+    if args.passage_words == 0 {
+        bail!("--passage-words must be at least 1");
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
     let embedder = Embedder::from_spec(&args.model.model, args.model.options()?)
         .with_context(|| format!("cannot load model '{}'", args.model.model))?;
-    let index_dir = args.index.clone().unwrap_or_else(|| default_index_dir(&args));
+    let query_options = EncodeOptions::query(Prompt::from_flags(
+        args.instruction.as_deref(),
+        args.prompt_name.as_deref(),
+    ))
+    .with_batch_size(args.batch_size);
+    // An unknown prompt name fails before any indexing work.
+    embedder.resolve(&query_options)?;
+    let index_dir = match args.index.clone() {
+        Some(dir) => dir,
+        None => default_index_dir(&args, embedder.identity()?),
+    };
     let start = Instant::now();
     let mut bars = Bars::new(args.quiet);
     let (index, stats) = PassageIndex::update(
@@ -81,8 +97,12 @@ pub fn run(args: Args) -> Result<()> {
         &mut bars,
     )?;
     if !args.quiet {
+        let resumed = match stats.resumed_passages {
+            0 => String::new(),
+            n => format!(", {n} taken from an interrupted run"),
+        };
         eprintln!(
-            "index {}: {} sources, {} passages ({} new or changed, {} removed, {} passages embedded) in {:.1} s",
+            "index {}: {} sources, {} passages ({} new or changed, {} removed, {} passages embedded{resumed}) in {:.1} s",
             index_dir.display(),
             stats.sources,
             stats.passages,
@@ -95,18 +115,8 @@ pub fn run(args: Args) -> Result<()> {
     if index.is_empty() {
         bail!("{}: no text to search", args.corpus.display());
     }
-    let prompt = match (&args.instruction, &args.prompt_name) {
-        (Some(i), _) => with_instruction(i, ""),
-        (None, Some(name)) => embedder
-            .prompts()
-            .get(name)
-            .cloned()
-            .with_context(|| format!("the model has no prompt named '{name}'"))?,
-        (None, None) => String::new(),
-    };
-    let texts: Vec<String> = args.queries.iter().map(|q| format!("{prompt}{q}")).collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = embedder.encode(&refs, args.batch_size, |_, _| {})?;
+    let refs: Vec<&str> = args.queries.iter().map(String::as_str).collect();
+    let vectors = embedder.encode(&refs, &query_options, |_, _| {})?;
     for (query, hits) in args.queries.iter().zip(index.search(&vectors.data, args.top_k)) {
         if args.json {
             println!("{}", serde_json::json!({ "query": query, "hits": hits }));
@@ -121,8 +131,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `<cache>/indexes/<corpus hash>-<model>`: one index per corpus and model.
-fn default_index_dir(args: &Args) -> PathBuf {
+/// `<cache>/indexes/<corpus hash>-<model>-<identity>`: one index per corpus
+/// and model identity (so a base model and its adapter keep separate indexes).
+fn default_index_dir(args: &Args, identity: &str) -> PathBuf {
     let corpus = std::fs::canonicalize(&args.corpus).unwrap_or_else(|_| args.corpus.clone());
     let hash = hex::encode(&Sha256::digest(corpus.display().to_string().as_bytes())[..8]);
     let model: String = args
@@ -133,7 +144,7 @@ fn default_index_dir(args: &Args) -> PathBuf {
         .collect();
     reasonembed_models::source::cache_dir()
         .join("indexes")
-        .join(format!("{hash}-{model}"))
+        .join(format!("{hash}-{model}-{}", &identity[..12]))
 }
 
 /// The first `max` characters of `text`, on one line.

@@ -62,10 +62,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut options = args.model.options()?;
-    // The server normalises per request (TEI's `normalize`), so the model returns raw vectors.
+    let options = args.model.options()?;
+    // The server normalises per request (TEI's `normalize`); this is the default.
     let normalize_default = !args.model.no_normalize;
-    options.normalize = Some(false);
     let mut models = Vec::new();
     for spec in &args.adapters {
         let (name, dir) = spec
@@ -117,19 +116,13 @@ pub fn run(args: Args) -> Result<()> {
     .with_context(|| format!("cannot serve on {addr}"))
 }
 
-/// Passages embedded with `model` can be searched with `embedder`'s vectors.
+/// Passages embedded with `model` can be searched with `embedder`'s vectors:
+/// the same identity (checkpoint and adapter bytes, settings, code version).
 fn check_model(model: &serde_json::Value, embedder: &Embedder) -> Result<()> {
-    let comparable = |mut v: serde_json::Value| {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("path");
-            o.remove("normalize");
-        }
-        v
-    };
-    let served = comparable(serde_json::to_value(embedder.info()).expect("model info serialises"));
     anyhow::ensure!(
-        comparable(model.clone()) == served,
-        "built with another model or other settings ({model}); rebuild it with this model"
+        model.get("identity").and_then(|v| v.as_str()) == Some(embedder.identity()?),
+        "built with another model, adapter or settings, or by another version ({model}); \
+         rebuild it with this model and these flags"
     );
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use rand::seq::SliceRandom;
 use reasonembed_data::Document;
-use reasonembed_models::{Embedder, with_instruction};
+use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use reasonembed_search::Progress;
 use reasonembed_search::cache::EmbeddingCache;
 use reasonembed_search::topk;
@@ -87,21 +87,18 @@ pub fn run(run: &Run, embedder: &Embedder, cache: &EmbeddingCache, progress: &mu
         }
         let texts: Vec<&str> = domain.docs.iter().map(|d| d.text.as_str()).collect();
         progress.start(&format!("mine {}: corpus", domain.config.name), texts.len());
-        let corpus = cache.embed(embedder, &texts, mine.batch_size, |done, _| progress.update(done))?;
+        let documents = EncodeOptions::document().with_batch_size(mine.batch_size);
+        let corpus = cache.embed(embedder, &texts, &documents, |done, _| progress.update(done))?;
         progress.finish();
-        let query_texts: Vec<String> = pending
-            .iter()
-            .map(|q| {
-                if mine.instruct {
-                    with_instruction(&domain.prompts.instruction, &q.query)
-                } else {
-                    q.query.clone()
-                }
-            })
-            .collect();
-        let refs: Vec<&str> = query_texts.iter().map(String::as_str).collect();
+        let prompt = if mine.instruct {
+            Prompt::Instruction(domain.prompts.instruction.clone())
+        } else {
+            Prompt::Auto
+        };
+        let refs: Vec<&str> = pending.iter().map(|q| q.query.as_str()).collect();
         progress.start(&format!("mine {}: queries", domain.config.name), refs.len());
-        let embedded = embedder.encode(&refs, mine.batch_size, |done, _| progress.update(done))?;
+        let queries = EncodeOptions::query(prompt).with_batch_size(mine.batch_size);
+        let embedded = embedder.encode(&refs, &queries, |done, _| progress.update(done))?;
         progress.finish();
         let no_exclusions = vec![HashSet::new(); pending.len()];
         let hits = topk::search(&embedded.data, &corpus.data, corpus.dim, mine.depth, &no_exclusions);
