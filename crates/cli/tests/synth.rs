@@ -152,7 +152,16 @@ fn synth_runs_end_to_end_on_the_embedded_llm_and_resumes_as_a_no_op() {
     assert_eq!(report["llm"]["annotate"]["calls"], labels.len());
     assert!(report["llm"]["generate"]["completion_tokens"].as_u64().unwrap() > 0);
     // Training rows, if the small model produced any, are in the trainer's format.
-    let (domains, skipped) = reasonembed_train::data::load(&[run.join("train")], true, false).unwrap();
+    let (domains, skipped) = reasonembed_train::data::load(
+        &[run.join("train")],
+        &reasonembed_train::data::Rules {
+            need_reasoning: true,
+            skip_invalid: false,
+            batch_size: 8,
+            group_size: 2,
+        },
+    )
+    .unwrap();
     assert_eq!(skipped.total(), 0);
     assert!(domains.iter().all(|d| d.name == "cranfield"));
     // A second run finds everything done and calls nothing.

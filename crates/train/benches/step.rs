@@ -71,7 +71,7 @@ fn main() {
             step as u64,
             &StepOptions {
                 chunk,
-                cached,
+                grad_cache: cached,
                 seed: step as u64,
             },
         )

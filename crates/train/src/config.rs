@@ -81,9 +81,11 @@ pub struct TrainConfig {
     /// Weight precision: f32, bf16 or f16 [default: f32 on CPU, bf16 on CUDA].
     /// LoRA adapters and the loss stay in f32.
     pub dtype: Option<String>,
-    /// A BEIR folder (qrels/test.tsv) to evaluate on every `eval_every` steps
-    /// and at the end; results go to `eval.jsonl`.
+    /// A BEIR folder to evaluate on every `eval_every` steps and at the end
+    /// (after the model is written); results go to `eval.jsonl`.
     pub eval_data: Option<PathBuf>,
+    /// The qrels split of `eval_data` (`qrels/<split>.tsv`).
+    pub eval_split: String,
     pub eval_every: u64,
 }
 
@@ -129,6 +131,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             dtype: None,
             eval_data: None,
+            eval_split: "dev".into(),
             eval_every: 0,
         }
     }
@@ -142,6 +145,10 @@ impl TrainConfig {
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            // JSON has no NaN: a `nan` here would silently become the default.
+            if let Some((key, v)) = table.iter().find(|(_, v)| v.as_float().is_some_and(|f| !f.is_finite())) {
+                return Err(format!("{}: {key} = {v} is not a finite number", path.display()));
+            }
             overlay(&mut merged, serde_json::to_value(table).map_err(|e| e.to_string())?);
         }
         overlay(&mut merged, overrides);
@@ -166,14 +173,77 @@ impl TrainConfig {
         }
     }
 
-    /// The query text the model sees for `query` under `instruction`.
-    pub fn format_query(&self, instruction: &str, query: &str) -> String {
+    /// The prompt in front of a query under `instruction` ("" for none):
+    /// `query_instruction_format` with the instruction in its first `{}` and
+    /// its final `{}` (the query's place) removed.
+    pub fn query_prompt(&self, instruction: &str) -> String {
         if instruction.is_empty() {
-            return query.to_string();
+            return String::new();
         }
-        self.query_instruction_format
-            .replacen("{}", instruction, 1)
-            .replacen("{}", query, 1)
+        let format = self.query_instruction_format.strip_suffix("{}").unwrap_or_default();
+        format.replacen("{}", instruction, 1)
+    }
+
+    /// Checks every setting before any work: a bad value is an error naming
+    /// the setting, never a run that ends in NaN.
+    pub fn validate(&self) -> Result<(), String> {
+        let fail = |name: &str, why: &str, value: &dyn std::fmt::Display| {
+            Err(format!("invalid setting {name} = {value}: {why}"))
+        };
+        let positive = [("temperature", self.temperature), ("lora_alpha", self.lora_alpha)];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return fail(name, "must be a finite number above 0", &v);
+            }
+        }
+        let non_negative = [
+            ("learning_rate", self.learning_rate),
+            ("weight_decay", self.weight_decay),
+            ("max_grad_norm", self.max_grad_norm),
+        ];
+        for (name, v) in non_negative {
+            if !(v.is_finite() && v >= 0.0) {
+                return fail(name, "must be a finite number, 0 or above", &v);
+            }
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return fail("warmup_ratio", "must be between 0 and 1", &self.warmup_ratio);
+        }
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            return fail("lora_dropout", "must be at least 0 and below 1", &self.lora_dropout);
+        }
+        let counts = [
+            ("epochs", self.epochs as usize),
+            ("batch_size", self.batch_size),
+            ("group_size", self.group_size),
+            ("chunk_size", self.chunk_size),
+            ("query_max_length", self.query_max_length),
+            ("passage_max_length", self.passage_max_length),
+            ("lora_rank", self.lora_rank),
+        ];
+        for (name, v) in counts {
+            if v == 0 {
+                return fail(name, "must be at least 1", &v);
+            }
+        }
+        let (lo, hi) = (self.redapter_clamp_min, self.redapter_clamp_max);
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(format!(
+                "invalid settings redapter_clamp_min = {lo}, redapter_clamp_max = {hi}: must be finite with min ≤ max"
+            ));
+        }
+        let format = &self.query_instruction_format;
+        if format.matches("{}").count() != 2 || !format.ends_with("{}") {
+            return fail(
+                "query_instruction_format",
+                "must hold two {} (the instruction, then the query at the very end)",
+                &format!("{format:?}"),
+            );
+        }
+        if self.eval_data.is_some() && self.eval_split.is_empty() {
+            return fail("eval_split", "must name a qrels split", &"\"\"");
+        }
+        Ok(())
     }
 }
 
@@ -190,6 +260,8 @@ fn overlay(base: &mut serde_json::Value, top: serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -214,9 +286,37 @@ mod tests {
     }
 
     #[test]
-    fn queries_are_formatted_with_their_instruction() {
+    fn queries_get_their_instruction_as_a_prompt() {
         let cfg = TrainConfig::default();
-        assert_eq!(cfg.format_query("Find it.", "why?"), "Instruct: Find it.\nQuery: why?");
-        assert_eq!(cfg.format_query("", "why?"), "why?");
+        assert_eq!(cfg.query_prompt("Find it."), "Instruct: Find it.\nQuery: ");
+        assert_eq!(cfg.query_prompt(""), "");
+    }
+
+    #[test]
+    fn settings_that_would_end_in_nan_are_refused_up_front() {
+        let bad = [
+            json!({"temperature": 0.0}),
+            json!({"temperature": -0.5}),
+            json!({"learning_rate": -1.0}),
+            json!({"warmup_ratio": 1.5}),
+            json!({"batch_size": 0}),
+            json!({"group_size": 0}),
+            json!({"chunk_size": 0}),
+            json!({"lora_dropout": 1.0}),
+            json!({"redapter_clamp_min": 6.0}),
+            json!({"query_instruction_format": "{}: {} (query)"}),
+        ];
+        for overrides in bad {
+            let cfg = TrainConfig::resolve(None, overrides.clone()).unwrap();
+            let err = cfg.validate().expect_err(&overrides.to_string());
+            let name = overrides.as_object().unwrap().keys().next().unwrap().clone();
+            assert!(err.contains(&name), "{err}");
+        }
+        TrainConfig::default().validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("train.toml");
+        std::fs::write(&file, "temperature = nan\n").unwrap();
+        let err = TrainConfig::resolve(Some(&file), json!({})).unwrap_err();
+        assert!(err.contains("temperature") && err.contains("finite"), "{err}");
     }
 }

@@ -27,11 +27,27 @@ pub struct Record {
     pub at: Location,
 }
 
-/// The records of one domain (one file).
+/// The records of one domain (one file), with its batch and group sizes.
 #[derive(Debug, Clone)]
 pub struct Domain {
     pub name: String,
     pub records: Vec<Record>,
+    /// Queries per batch: the records' `batch_size`, else the run's.
+    pub batch_size: usize,
+    /// Passages per query: the records' `train_group_size`, else the run's.
+    pub group_size: usize,
+}
+
+/// What makes a record valid, and what to do with an invalid one.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Redapter needs every record's `reasoning_query`.
+    pub need_reasoning: bool,
+    /// Skip (and count) invalid records instead of failing.
+    pub skip_invalid: bool,
+    /// The run's batch and group sizes, for domains whose records set none.
+    pub batch_size: usize,
+    pub group_size: usize,
 }
 
 /// What loading skipped under `--skip-invalid`, by reason.
@@ -88,32 +104,85 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, DataError> {
     Ok(out)
 }
 
-/// Loads every domain. An invalid record is an error naming its file and
-/// line, unless `skip_invalid`, in which case it is counted in [`Skipped`].
-/// `need_reasoning` (Redapter) makes a missing `reasoning_query` invalid.
-pub fn load(paths: &[PathBuf], need_reasoning: bool, skip_invalid: bool) -> Result<(Vec<Domain>, Skipped), DataError> {
-    let mut domains: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+/// Loads every domain and checks every record now, so that whether a run
+/// fails never depends on the order in which it meets its records. An
+/// invalid record is an error naming its file and line, unless
+/// `rules.skip_invalid`, in which case it is counted in [`Skipped`]. Records
+/// of one domain that disagree on `batch_size` or `train_group_size` are an
+/// error naming both places.
+pub fn load(paths: &[PathBuf], rules: &Rules) -> Result<(Vec<Domain>, Skipped), DataError> {
+    let mut by_domain: BTreeMap<String, Vec<Record>> = BTreeMap::new();
     let mut skipped = Skipped::default();
+    let reject = |error: DataError, skipped: &mut Skipped| match error {
+        DataError::Line { message, .. } if rules.skip_invalid => {
+            *skipped.reasons.entry(message).or_default() += 1;
+            Ok(())
+        }
+        e => Err(e),
+    };
     for file in files(paths)? {
-        let records = domains.entry(domain_name(&file)).or_default();
-        for_each_object(&file, |at, obj| match parse(&obj, at, need_reasoning) {
+        let records = by_domain.entry(domain_name(&file)).or_default();
+        for_each_object(&file, |at, obj| match parse(&obj, at, rules.need_reasoning) {
             Ok(record) => {
                 records.push(record);
                 Ok(())
             }
-            Err(DataError::Line { message, .. }) if skip_invalid => {
-                *skipped.reasons.entry(message).or_default() += 1;
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Err(e) => reject(e, &mut skipped),
         })?;
     }
-    let domains = domains
-        .into_iter()
-        .filter(|(_, r)| !r.is_empty())
-        .map(|(name, records)| Domain { name, records })
-        .collect();
+    let mut domains = Vec::new();
+    for (name, records) in by_domain {
+        let batch_size = agreed(&name, &records, "batch_size", |r| r.batch_size)?.unwrap_or(rules.batch_size);
+        let group_size =
+            agreed(&name, &records, "train_group_size", |r| r.train_group_size)?.unwrap_or(rules.group_size);
+        let mut kept = Vec::with_capacity(records.len());
+        for record in records {
+            if record.neg.is_empty() && group_size > 1 {
+                let error = DataError::Line {
+                    at: record.at.clone(),
+                    message: format!("field 'neg' is empty but the group size is {group_size}"),
+                };
+                reject(error, &mut skipped)?;
+            } else {
+                kept.push(record);
+            }
+        }
+        if !kept.is_empty() {
+            domains.push(Domain {
+                name,
+                records: kept,
+                batch_size,
+                group_size,
+            });
+        }
+    }
     Ok((domains, skipped))
+}
+
+/// The one value that the records of a domain give for a setting, if any.
+fn agreed(
+    domain: &str,
+    records: &[Record],
+    field: &str,
+    value: impl Fn(&Record) -> Option<usize>,
+) -> Result<Option<usize>, DataError> {
+    let mut found: Option<(usize, &Location)> = None;
+    for record in records {
+        match (value(record), found) {
+            (Some(v), None) => found = Some((v, &record.at)),
+            (Some(v), Some((first, at))) if v != first => {
+                return Err(DataError::Line {
+                    at: record.at.clone(),
+                    message: format!(
+                        "field '{field}' is {v}, but {at} gives {first} for the same domain '{domain}'; \
+                         one domain trains with one {field}"
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(found.map(|(v, _)| v))
 }
 
 fn parse(obj: &Map<String, Value>, at: &Location, need_reasoning: bool) -> Result<Record, DataError> {
@@ -189,6 +258,15 @@ fn parse(obj: &Map<String, Value>, at: &Location, need_reasoning: bool) -> Resul
 mod tests {
     use super::*;
 
+    fn rules(need_reasoning: bool, skip_invalid: bool) -> Rules {
+        Rules {
+            need_reasoning,
+            skip_invalid,
+            batch_size: 2,
+            group_size: 2,
+        }
+    }
+
     fn write(dir: &Path, name: &str, lines: &[&str]) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, lines.join("\n")).unwrap();
@@ -208,9 +286,11 @@ mod tests {
         write(
             dir.path(),
             "pony-formatted.jsonl",
-            &[r#"{"query": "q2", "pos": ["p"], "neg": [], "pos_scores": [1.0], "neg_scores": []}"#],
+            &[
+                r#"{"query": "q2", "pos": ["p"], "neg": [], "pos_scores": [1.0], "neg_scores": [], "train_group_size": 1}"#,
+            ],
         );
-        let (domains, skipped) = load(&[dir.path().to_path_buf()], false, false).unwrap();
+        let (domains, skipped) = load(&[dir.path().to_path_buf()], &rules(false, false)).unwrap();
         assert_eq!(
             domains.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
             vec!["biology", "pony"]
@@ -232,11 +312,59 @@ mod tests {
                 r#"{"query": "bad size", "pos": ["p"], "neg": ["n"], "reasoning_query": "r", "batch_size": 0}"#,
             ],
         );
-        let err = load(std::slice::from_ref(&file), true, false).unwrap_err().to_string();
+        let err = load(std::slice::from_ref(&file), &rules(true, false))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("d.jsonl:2") && err.contains("'pos'"), "{err}");
-        let (domains, skipped) = load(&[file], true, true).unwrap();
+        let (domains, skipped) = load(&[file], &rules(true, true)).unwrap();
         assert_eq!(domains[0].records.len(), 1);
         assert_eq!(skipped.total(), 3);
         assert!(skipped.reasons.keys().any(|r| r.contains("reasoning_query")));
+    }
+
+    /// A record without negatives fails at load time, whatever the seed,
+    /// and `skip_invalid` skips it.
+    #[test]
+    fn records_without_negatives_fail_at_load_unless_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "d.jsonl",
+            &[
+                r#"{"query": "a", "pos": ["p"], "neg": ["n"]}"#,
+                r#"{"query": "b", "pos": ["p"], "neg": []}"#,
+            ],
+        );
+        let err = load(std::slice::from_ref(&file), &rules(false, false))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d.jsonl:2") && err.contains("'neg' is empty"), "{err}");
+        let (domains, skipped) = load(std::slice::from_ref(&file), &rules(false, true)).unwrap();
+        assert_eq!((domains[0].records.len(), skipped.total()), (1, 1));
+        // With a group of one, no negative is needed.
+        let single = Rules {
+            group_size: 1,
+            ..rules(false, false)
+        };
+        assert_eq!(load(&[file], &single).unwrap().0[0].records.len(), 2);
+    }
+
+    #[test]
+    fn conflicting_domain_sizes_are_reported_not_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "d.jsonl",
+            &[
+                r#"{"query": "a", "pos": ["p"], "neg": ["n"], "batch_size": 8}"#,
+                r#"{"query": "b", "pos": ["p"], "neg": ["n"]}"#,
+                r#"{"query": "c", "pos": ["p"], "neg": ["n"], "batch_size": 4}"#,
+            ],
+        );
+        let err = load(&[file], &rules(false, true)).unwrap_err().to_string();
+        assert!(
+            err.contains("d.jsonl:3") && err.contains("d.jsonl:1") && err.contains("batch_size"),
+            "{err}"
+        );
     }
 }

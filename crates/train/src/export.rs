@@ -190,11 +190,11 @@ fn write_model(
     let mut prompts: BTreeMap<String, String> = embedder.prompts().clone();
     for domain in domains {
         if let Some(prompt) = domain.records.first().and_then(|r| r.prompt.as_deref()) {
-            prompts.insert(domain.name.clone(), cfg.format_query(prompt, ""));
+            prompts.insert(domain.name.clone(), cfg.query_prompt(prompt));
         }
     }
     if !cfg.instruction.is_empty() {
-        prompts.insert("query".into(), cfg.format_query(&cfg.instruction, ""));
+        prompts.insert("query".into(), cfg.query_prompt(&cfg.instruction));
     }
     prompts.entry("document".into()).or_default();
     write_json(

@@ -36,27 +36,11 @@ fn shuffle<T>(items: &mut [T], mut state: u64) {
     }
 }
 
-/// Batch size and group size of a domain: its records' own settings
-/// (ReasonEmbed writes them per domain), else the defaults.
-pub fn domain_settings(domain: &Domain, batch_size: usize, group_size: usize) -> (usize, usize) {
-    let first = domain.records.first();
-    (
-        first.and_then(|r| r.batch_size).unwrap_or(batch_size),
-        first.and_then(|r| r.train_group_size).unwrap_or(group_size),
-    )
-}
-
 /// The batches of `epoch`, in training order.
-pub fn plan_epoch(
-    domains: &[Domain],
-    batch_size: usize,
-    group_size: usize,
-    seed: u64,
-    epoch: u64,
-) -> Vec<PlannedBatch> {
+pub fn plan_epoch(domains: &[Domain], seed: u64, epoch: u64) -> Vec<PlannedBatch> {
     let mut batches = Vec::new();
     for (d, domain) in domains.iter().enumerate() {
-        let (size, group) = domain_settings(domain, batch_size, group_size);
+        let (size, group) = (domain.batch_size, domain.group_size);
         let mut order: Vec<usize> = (0..domain.records.len()).collect();
         shuffle(&mut order, stream(&[seed, epoch, d as u64]));
         batches.extend(order.chunks_exact(size.max(1)).map(|c| PlannedBatch {
@@ -111,20 +95,22 @@ mod tests {
         Domain {
             name: name.into(),
             records: (0..n).map(record).collect(),
+            batch_size: batch.unwrap_or(8),
+            group_size: 2,
         }
     }
 
     #[test]
     fn one_domain_per_batch_incomplete_batches_dropped_and_reshuffled_per_epoch() {
         let domains = vec![domain("a", 10, Some(4)), domain("b", 7, Some(3))];
-        let plan = plan_epoch(&domains, 8, 16, 1, 0);
+        let plan = plan_epoch(&domains, 1, 0);
         assert_eq!(plan.len(), 2 + 2);
         for batch in &plan {
             let size = if batch.domain == 0 { 4 } else { 3 };
             assert_eq!((batch.records.len(), batch.group), (size, 2));
         }
-        assert_eq!(plan, plan_epoch(&domains, 8, 16, 1, 0), "deterministic");
-        assert_ne!(plan, plan_epoch(&domains, 8, 16, 1, 1), "reshuffled each epoch");
+        assert_eq!(plan, plan_epoch(&domains, 1, 0), "deterministic");
+        assert_ne!(plan, plan_epoch(&domains, 1, 1), "reshuffled each epoch");
     }
 
     #[test]

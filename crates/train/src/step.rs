@@ -36,8 +36,10 @@ pub struct StepBatch {
 pub struct StepOptions {
     /// Texts per forward pass.
     pub chunk: usize,
-    /// GradCache on or off.
-    pub cached: bool,
+    /// GradCache (Gao et al., 2021): embed without a graph, cache the loss's
+    /// gradient with respect to the embeddings, then back-propagate it chunk
+    /// by chunk; off: one graph over the whole batch.
+    pub grad_cache: bool,
     /// Base of this step's dropout seeds.
     pub seed: u64,
 }
@@ -114,7 +116,7 @@ pub fn gradients(
         _ => None,
     };
     let mut grads = Grads::new();
-    if !opts.cached {
+    if !opts.grad_cache {
         let q = Tensor::cat(&embed(embedder, &batch.queries, Side::Queries, opts, true)?, 0)?;
         let p = Tensor::cat(&embed(embedder, &batch.passages, Side::Passages, opts, true)?, 0)?;
         let out = loss.compute(&embeddings(&q, &p, reasoning.as_ref(), batch), step)?;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
 use reasonembed_models::nn::splitmix64;
-use reasonembed_models::{Embedder, EmbedderOptions, LoraConfig, ModelFolder, Trainable};
+use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, LoraConfig, ModelFolder, Prompt, Side, Trainable};
 use reasonembed_search::Progress;
 use reasonembed_search::cache::EmbeddingCache;
 use serde::Serialize;
@@ -57,15 +57,51 @@ fn err(e: impl std::fmt::Display) -> Error {
     e.to_string()
 }
 
-/// Trains as `cfg` says; with `resume`, continues from the latest checkpoint
-/// in `cfg.output`. `stop_after` ends the run early (after that many steps in
-/// this process) without writing the final model, as a kill would.
+/// How a run treats what is already in its output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run: the output folder must be empty or absent.
+    Fresh,
+    /// Continue from the latest checkpoint (from step 0 if there is none).
+    Resume,
+    /// A new run that first removes an earlier run's outputs.
+    Overwrite,
+}
+
+/// What a run writes into its output folder (`--overwrite` removes these).
+const OUTPUTS: [&str; 7] = [
+    "checkpoints",
+    "metrics.jsonl",
+    "eval.jsonl",
+    "model",
+    "adapter",
+    "loss.svg",
+    "reasoning-intensity.svg",
+];
+
+/// Trains as `cfg` says, starting as `start` says. `stop_after` ends the run
+/// early (after that many steps in this process) without writing the final
+/// model, as a kill would.
 pub fn train(
     cfg: &TrainConfig,
-    resume: bool,
+    start_mode: Start,
     stop_after: Option<u64>,
     progress: &mut dyn Progress,
 ) -> Result<Summary, Error> {
+    cfg.validate()?;
+    prepare_output(&cfg.output, start_mode)?;
+    // Open the evaluation data now: a wrong path must fail before step 1, not after the last.
+    let eval_set = cfg
+        .eval_data
+        .as_ref()
+        .map(|dir| reasonembed_data::BeirDataset::open(dir, &cfg.eval_split))
+        .transpose()
+        .map_err(err)?;
+    if eval_set.is_some() && cfg.eval_split == "test" {
+        tracing::warn!(
+            "evaluating on the test split during training: report it, but do not pick checkpoints by it (use a dev split)"
+        );
+    }
     let folder = ModelFolder::open(&reasonembed_models::source::resolve(&cfg.model).map_err(err)?).map_err(err)?;
     let trainable = match cfg.finetune {
         Finetune::Full => Trainable::All,
@@ -85,11 +121,17 @@ pub fn train(
         ..Default::default()
     };
     let mut embedder = Embedder::load(&folder, options).map_err(err)?;
-    let (domains, skipped) = data::load(&cfg.data, cfg.loss == LossName::Redapter, cfg.skip_invalid).map_err(err)?;
+    let rules = data::Rules {
+        need_reasoning: cfg.loss == LossName::Redapter,
+        skip_invalid: cfg.skip_invalid,
+        batch_size: cfg.batch_size,
+        group_size: cfg.group_size,
+    };
+    let (domains, skipped) = data::load(&cfg.data, &rules).map_err(err)?;
     for (reason, n) in &skipped.reasons {
         tracing::warn!("skipped {n} invalid record(s): {reason}");
     }
-    let per_epoch = plan_epoch(&domains, cfg.batch_size, cfg.group_size, cfg.seed, 0).len() as u64;
+    let per_epoch = plan_epoch(&domains, cfg.seed, 0).len() as u64;
     if per_epoch == 0 {
         return Err(format!(
             "no complete batch: every domain has fewer records than its batch size ({}); lower --batch-size",
@@ -112,10 +154,11 @@ pub fn train(
         kind: cfg.loss_kind(),
     };
 
-    std::fs::create_dir_all(&cfg.output).map_err(|e| format!("{}: {e}", cfg.output.display()))?;
     let mut start = 0;
     let mut resumed_from = None;
-    if resume && let Some(dir) = checkpoint::latest(&cfg.output) {
+    if start_mode == Start::Resume
+        && let Some(dir) = checkpoint::latest(&cfg.output)
+    {
         let state = checkpoint::load(&dir, &params, &mut optimizer)?;
         if !same_run(&state.config, cfg) {
             return Err(format!(
@@ -128,7 +171,9 @@ pub fn train(
         tracing::info!("resuming from {} (step {start} of {total})", dir.display());
     }
     let metrics_path = cfg.output.join("metrics.jsonl");
-    let mut metrics = open_metrics(&metrics_path, start)?;
+    let mut metrics = open_log(&metrics_path, start)?;
+    // Evaluations after the checkpoint resumed from are redone.
+    drop(open_log(&cfg.output.join("eval.jsonl"), start + 1)?);
 
     progress.start("steps", total as usize);
     progress.update(start as usize);
@@ -147,20 +192,38 @@ pub fn train(
         let started = Instant::now();
         let epoch = step / per_epoch;
         if plan.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            plan = Some((
-                epoch,
-                plan_epoch(&domains, cfg.batch_size, cfg.group_size, cfg.seed, epoch),
-            ));
+            plan = Some((epoch, plan_epoch(&domains, cfg.seed, epoch)));
         }
         let planned = &plan.as_ref().expect("planned above").1[(step % per_epoch) as usize];
-        let batch = materialize(&mut embedder, cfg, &domains, planned, [cfg.seed, epoch, step, 0]).map_err(err)?;
+        let batch = materialize(&embedder, cfg, &domains, planned, [cfg.seed, epoch, step, 0]).map_err(err)?;
         let options = StepOptions {
             chunk: cfg.chunk_size,
-            cached: cfg.grad_cache,
+            grad_cache: cfg.grad_cache,
             seed: cfg.seed ^ step.wrapping_mul(0x9E37_79B9),
         };
         let (mut grads, out) = gradients(&embedder, &batch, &loss, step, &options).map_err(err)?;
+        let loss_value = out
+            .loss
+            .to_dtype(candle_core::DType::F64)
+            .and_then(|l| l.to_scalar::<f64>())
+            .map_err(err)?;
         let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm).map_err(err)?;
+        if !(loss_value.is_finite() && grad_norm.is_finite()) {
+            // The weights are still those before this step: keep them, then stop.
+            let state = State {
+                step,
+                total_steps: total,
+                config: cfg.clone(),
+            };
+            let dir = checkpoint::save(&cfg.output, &params, &optimizer, &state)?;
+            return Err(format!(
+                "step {step}: the loss ({loss_value}) or its gradient norm ({grad_norm}) is not finite; \
+                 stopped before updating the weights, which are saved in {} (lower the learning rate, \
+                 raise the temperature, or check the data of domain '{}')",
+                dir.display(),
+                domains[planned.domain].name
+            ));
+        }
         let learning_rate = cfg.learning_rate * linear_schedule(step, warmup, total);
         optimizer.step(&params, &grads, learning_rate).map_err(err)?;
 
@@ -168,11 +231,7 @@ pub fn train(
             step,
             epoch,
             domain: domains[planned.domain].name.clone(),
-            loss: out
-                .loss
-                .to_dtype(candle_core::DType::F64)
-                .and_then(|l| l.to_scalar::<f64>())
-                .map_err(err)?,
+            loss: loss_value,
             mean_loss: out.per_query.iter().sum::<f64>() / out.per_query.len().max(1) as f64,
             learning_rate,
             grad_norm,
@@ -197,12 +256,16 @@ pub fn train(
                 },
             )?;
         }
-        if cfg.eval_every > 0 && finished % cfg.eval_every == 0 && finished < total {
-            embedder = evaluate(embedder, cfg, finished, progress)?;
+        if let Some(set) = &eval_set
+            && cfg.eval_every > 0
+            && finished % cfg.eval_every == 0
+            && finished < total
+        {
+            embedder = evaluate(embedder, set, cfg, finished, progress)?;
         }
     }
     progress.finish();
-    embedder = evaluate(embedder, cfg, total, progress)?;
+    // Everything is saved before the final evaluation, so that a failure there loses nothing.
     checkpoint::save(
         &cfg.output,
         &params,
@@ -215,6 +278,9 @@ pub fn train(
     )?;
     let (model_dir, adapter_dir) = export::write(&folder, &embedder, cfg, &domains)?;
     crate::plot::write(&metrics_path, &cfg.output)?;
+    if let Some(set) = &eval_set {
+        evaluate(embedder, set, cfg, total, progress)?;
+    }
     Ok(Summary {
         steps: total,
         resumed_from,
@@ -224,31 +290,34 @@ pub fn train(
     })
 }
 
-/// Evaluates on `cfg.eval_data` (a BEIR folder) with the current weights and
-/// appends the metrics to `eval.jsonl`; gives the embedder back.
-fn evaluate(embedder: Embedder, cfg: &TrainConfig, step: u64, progress: &mut dyn Progress) -> Result<Embedder, Error> {
-    let Some(dir) = &cfg.eval_data else {
-        return Ok(embedder);
-    };
-    let dataset = reasonembed_data::BeirDataset::open(dir, "test").map_err(err)?;
-    let prompt = cfg.format_query(&cfg.instruction, "");
-    let mut retriever = Retriever::Dense(Box::new(DenseRetriever {
+/// Evaluates `set` (the `eval_split` of `cfg.eval_data`) with the current
+/// weights and appends the metrics to `eval.jsonl`; gives the embedder back.
+fn evaluate(
+    embedder: Embedder,
+    set: &reasonembed_data::BeirDataset,
+    cfg: &TrainConfig,
+    step: u64,
+    progress: &mut dyn Progress,
+) -> Result<Embedder, Error> {
+    let prompt = Prompt::Text(cfg.query_prompt(&cfg.instruction));
+    let retriever = Retriever::Dense(Box::new(DenseRetriever {
         embedder,
         cache: EmbeddingCache::disabled(),
         batch_size: 32,
         query_max_length: Some(cfg.query_max_length),
         doc_max_length: Some(cfg.passage_max_length),
     }));
-    let result = reasonembed_eval::beir::evaluate(&mut retriever, "dev", dataset, &prompt, 1000, progress);
+    let split = &cfg.eval_split;
+    let result = reasonembed_eval::beir::evaluate(&retriever, split, set.clone(), &prompt, 1000, progress);
     let Retriever::Dense(dense) = retriever else {
         unreachable!("built as dense above")
     };
     let result = result.map_err(err)?;
     tracing::info!(
-        "step {step}: dev nDCG@10 {:.4}",
+        "step {step}: {split} nDCG@10 {:.4}",
         result.metrics.get("ndcg_cut_10").copied().unwrap_or(0.0)
     );
-    let line = serde_json::json!({ "step": step, "metrics": result.metrics });
+    let line = serde_json::json!({ "step": step, "split": split, "metrics": result.metrics });
     let path = cfg.output.join("eval.jsonl");
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -257,6 +326,35 @@ fn evaluate(embedder: Embedder, cfg: &TrainConfig, step: u64, progress: &mut dyn
         .map_err(|e| format!("{}: {e}", path.display()))?;
     writeln!(file, "{line}").map_err(err)?;
     Ok(dense.embedder)
+}
+
+/// Makes the output folder ready for a run starting as `start` says: a fresh
+/// run refuses a folder holding another run's outputs, an overwriting run
+/// removes them.
+fn prepare_output(output: &Path, start: Start) -> Result<(), Error> {
+    let present: Vec<&str> = OUTPUTS.iter().copied().filter(|n| output.join(n).exists()).collect();
+    match start {
+        Start::Fresh if !present.is_empty() => {
+            return Err(format!(
+                "{}: holds an earlier run ({}); continue it with --resume, replace it with --overwrite, or choose another --output",
+                output.display(),
+                present.join(", ")
+            ));
+        }
+        Start::Overwrite => {
+            for name in present {
+                let path = output.join(name);
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))
 }
 
 /// Draws every LoRA `A` again from `seed` (PEFT's Kaiming-uniform bound
@@ -291,13 +389,20 @@ fn same_run(saved: &TrainConfig, current: &TrainConfig) -> bool {
     strip(saved) == strip(current)
 }
 
-/// `metrics.jsonl`, keeping only the lines of steps before `start` (a killed
-/// run may have logged steps that its last checkpoint does not hold).
-fn open_metrics(path: &Path, start: u64) -> Result<std::fs::File, Error> {
+/// A log of steps (`metrics.jsonl`, `eval.jsonl`) opened for appending,
+/// keeping only the lines of steps before `start` (a killed run may have
+/// logged steps that its last checkpoint does not hold).
+fn open_log(path: &Path, start: u64) -> Result<std::fs::File, Error> {
+    let step_of = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()?
+            .get("step")?
+            .as_u64()
+    };
     let kept: Vec<String> = std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step < start))
+        .filter(|l| step_of(l).is_some_and(|step| step < start))
         .map(str::to_string)
         .collect();
     let mut text = kept.join("\n");
@@ -335,9 +440,11 @@ fn status(m: &StepMetrics) -> String {
     )
 }
 
-/// The texts of a planned batch, tokenised with each side's max length.
+/// The texts of a planned batch, tokenised through the encode contract:
+/// queries (and q′) with their instruction as the prompt and the query max
+/// length, passages as documents with the passage max length.
 fn materialize(
-    embedder: &mut Embedder,
+    embedder: &Embedder,
     cfg: &TrainConfig,
     domains: &[Domain],
     planned: &PlannedBatch,
@@ -347,10 +454,10 @@ fn materialize(
     let (mut queries, mut reasoning, mut passages) = (Vec::new(), Vec::new(), Vec::new());
     for (j, &r) in planned.records.iter().enumerate() {
         let record = &domain.records[r];
-        let instruction = record.prompt.as_deref().unwrap_or(&cfg.instruction);
-        queries.push(cfg.format_query(instruction, &record.query));
+        let prompt = cfg.query_prompt(record.prompt.as_deref().unwrap_or(&cfg.instruction));
+        queries.push((prompt.clone(), record.query.as_str()));
         if let Some(rq) = &record.reasoning_query {
-            reasoning.push(cfg.format_query(instruction, rq));
+            reasoning.push((prompt, rq.as_str()));
         }
         let (pos, negs) = sample_group(
             record.pos.len(),
@@ -360,26 +467,19 @@ fn materialize(
         );
         passages.push(record.pos[pos].as_str());
         passages.extend(negs.iter().map(|&n| record.neg[n].as_str()));
-        if record.neg.is_empty() && planned.group > 1 {
-            return Err(reasonembed_models::Error::Input(format!(
-                "{}: the record has no negatives but the group size is {}",
-                record.at, planned.group
-            )));
-        }
     }
     let exclude = cfg
         .no_duplicates
         .then(|| duplicate_mask(&passages, planned.group, embedder.device()))
         .transpose()?;
-    embedder.set_max_length(cfg.query_max_length)?;
-    let query_ids = embedder.tokenize(&as_refs(&queries))?;
+    let query_ids = tokenize_queries(embedder, &queries, cfg.query_max_length)?;
     let reasoning_ids = if reasoning.len() == queries.len() {
-        Some(embedder.tokenize(&as_refs(&reasoning))?)
+        Some(tokenize_queries(embedder, &reasoning, cfg.query_max_length)?)
     } else {
         None
     };
-    embedder.set_max_length(cfg.passage_max_length)?;
-    let passage_ids = embedder.tokenize(&passages)?;
+    let documents = EncodeOptions::document().with_max_length(Some(cfg.passage_max_length));
+    let passage_ids = embedder.prepare(&passages, &embedder.resolve(&documents)?, true)?;
     Ok(StepBatch {
         queries: query_ids,
         passages: passage_ids,
@@ -389,8 +489,25 @@ fn materialize(
     })
 }
 
-fn as_refs(texts: &[String]) -> Vec<&str> {
-    texts.iter().map(String::as_str).collect()
+/// Token ids of `(prompt, query)` pairs, in order; runs of one prompt are
+/// tokenised together.
+fn tokenize_queries(
+    embedder: &Embedder,
+    queries: &[(String, &str)],
+    max_length: usize,
+) -> reasonembed_models::Result<Vec<Vec<u32>>> {
+    let mut ids = Vec::with_capacity(queries.len());
+    for run in queries.chunk_by(|a, b| a.0 == b.0) {
+        let options = EncodeOptions {
+            side: Side::Query,
+            prompt: Prompt::Text(run[0].0.clone()),
+            max_length: Some(max_length),
+            ..Default::default()
+        };
+        let texts: Vec<&str> = run.iter().map(|(_, q)| *q).collect();
+        ids.extend(embedder.prepare(&texts, &embedder.resolve(&options)?, true)?);
+    }
+    Ok(ids)
 }
 
 /// `[B, B·G]`: 1 where a passage is another copy of query i's positive (a

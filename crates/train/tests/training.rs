@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use reasonembed_models::{Embedder, EmbedderOptions, LoraConfig, Trainable};
+use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, LoraConfig, Prompt, Trainable};
 use reasonembed_search::Silent;
 use reasonembed_train::config::{Finetune, LossName};
 use reasonembed_train::loss::{Loss, LossKind, RedapterConfig};
 use reasonembed_train::step::{StepBatch, StepOptions, gradients};
+use reasonembed_train::trainer::Start;
 use reasonembed_train::{TrainConfig, train};
 
 fn fixture(name: &str) -> String {
@@ -115,9 +116,9 @@ fn grad_cache_gives_the_uncached_gradients() {
             }
         }
         let batch = batch(&embedder);
-        let opts = |cached| StepOptions {
+        let opts = |grad_cache| StepOptions {
             chunk: 3,
-            cached,
+            grad_cache,
             seed: 7,
         };
         let (plain, plain_out) = gradients(&embedder, &batch, &loss, 5, &opts(false)).unwrap();
@@ -186,7 +187,7 @@ fn a_killed_and_resumed_run_ends_with_the_same_weights() {
         let dir = tempfile::tempdir().unwrap();
         let data = write_data(dir.path());
         let straight = config(dir.path(), data.clone(), finetune);
-        let summary = train(&straight, false, None, &mut Silent).unwrap();
+        let summary = train(&straight, Start::Fresh, None, &mut Silent).unwrap();
         assert_eq!(summary.steps, 6, "2 batches of 4 per epoch, 3 epochs");
 
         let interrupted = TrainConfig {
@@ -194,8 +195,8 @@ fn a_killed_and_resumed_run_ends_with_the_same_weights() {
             ..straight.clone()
         };
         // "Killed" after 3 steps: the checkpoint of step 2 survives.
-        train(&interrupted, false, Some(3), &mut Silent).unwrap();
-        let resumed = train(&interrupted, true, None, &mut Silent).unwrap();
+        train(&interrupted, Start::Fresh, Some(3), &mut Silent).unwrap();
+        let resumed = train(&interrupted, Start::Resume, None, &mut Silent).unwrap();
         assert_eq!(resumed.resumed_from, Some(2));
         assert_eq!(
             params_of(&straight.output),
@@ -226,7 +227,7 @@ fn the_trained_model_is_written_in_the_formats_people_load() {
         instruction: "Find passages.".into(),
         ..config(dir.path(), data, Finetune::Lora)
     };
-    let summary = train(&cfg, false, None, &mut Silent).unwrap();
+    let summary = train(&cfg, Start::Fresh, None, &mut Silent).unwrap();
     let adapter = summary.adapter_dir.unwrap();
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(adapter.join("adapter_config.json")).unwrap()).unwrap();
@@ -241,21 +242,35 @@ fn the_trained_model_is_written_in_the_formats_people_load() {
         tensors.keys().take(3).collect::<Vec<_>>()
     );
 
-    // The merged model embeds like the base with the trained adapter.
+    // The merged model embeds like the base with the trained adapter, and not like the base.
     let model = summary.model_dir.unwrap();
     let merged = Embedder::from_spec(model.to_str().unwrap(), EmbedderOptions::default()).unwrap();
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("config_sentence_transformers.json")).unwrap()).unwrap();
     assert_eq!(st["prompts"]["query"], "Instruct: Find passages.\nQuery: ");
-    let base = Embedder::from_spec(&fixture("tiny-bert"), EmbedderOptions::default()).unwrap();
+    let load = |adapter: Option<std::path::PathBuf>| {
+        let options = EmbedderOptions {
+            adapter,
+            ..Default::default()
+        };
+        Embedder::from_spec(&fixture("tiny-bert"), options).unwrap()
+    };
+    let (base, adapted) = (load(None), load(Some(adapter)));
     let texts = ["a passage about volcanoes", "what about tides?"];
-    let (a, b) = (
-        merged.encode(&texts, 2, |_, _| {}).unwrap(),
-        base.encode(&texts, 2, |_, _| {}).unwrap(),
-    );
+    let options = EncodeOptions {
+        prompt: Prompt::None,
+        max_length: Some(24),
+        ..Default::default()
+    };
+    let vectors = |e: &Embedder| e.encode(&texts, &options, |_, _| {}).unwrap().data;
+    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let (a, b, c) = (vectors(&merged), vectors(&base), vectors(&adapted));
+    assert_eq!((a.len(), b.len(), c.len()), (2 * 32, 2 * 32, 2 * 32));
     assert!(
-        a.data.iter().zip(&b.data).any(|(x, y)| (x - y).abs() > 1e-4),
-        "training changed the model"
+        max_diff(&a, &c) < 1e-5,
+        "merged vs base + adapter: {}",
+        max_diff(&a, &c)
     );
+    assert!(max_diff(&a, &b) > 1e-4, "training changed the model");
     assert_eq!(merged.info().max_length, 24);
 }

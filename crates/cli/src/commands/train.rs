@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 use reasonembed_train::TrainConfig;
+use reasonembed_train::trainer::Start;
 use serde::Serialize;
 
 use crate::progress::Bars;
@@ -27,8 +28,12 @@ pub struct Args {
     #[arg(long)]
     print_config: bool,
     /// Continue from the latest checkpoint in --output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Start afresh in an --output that holds an earlier run, removing that run's
+    /// checkpoints, logs, plots and exported model first (without it, such a folder is refused).
+    #[arg(long)]
+    overwrite: bool,
     /// No progress bar.
     #[arg(short, long)]
     quiet: bool,
@@ -52,20 +57,20 @@ struct Settings {
     /// redapter or infonce.
     #[arg(long)]
     loss: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     temperature: Option<f64>,
     #[arg(long)]
     epochs: Option<u64>,
     /// Stop after this many steps (0: the whole schedule).
     #[arg(long)]
     max_steps: Option<u64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     learning_rate: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     warmup_ratio: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     weight_decay: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     max_grad_norm: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
@@ -90,9 +95,9 @@ struct Settings {
     finetune: Option<String>,
     #[arg(long)]
     lora_rank: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     lora_alpha: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     lora_dropout: Option<f64>,
     /// Module names (q_proj, query, …) or all-linear.
     #[arg(long, value_delimiter = ',')]
@@ -106,9 +111,9 @@ struct Settings {
     /// clamp or none.
     #[arg(long)]
     redapter_mapping: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     redapter_clamp_min: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     redapter_clamp_max: Option<f64>,
     /// l1 or none.
     #[arg(long)]
@@ -133,9 +138,14 @@ struct Settings {
     /// Weight precision: f32, bf16 or f16 [default: f32 on CPU, bf16 on CUDA].
     #[arg(long)]
     dtype: Option<String>,
-    /// A BEIR folder to evaluate on during training (nDCG@10 etc. in eval.jsonl).
+    /// A BEIR folder to evaluate on during training and after the model is written
+    /// (nDCG@10 etc. in eval.jsonl).
     #[arg(long)]
     eval_data: Option<PathBuf>,
+    /// The qrels split of --eval-data to evaluate on [default: dev]; `test` is allowed, with a
+    /// warning not to select checkpoints by it.
+    #[arg(long)]
+    eval_split: Option<String>,
     /// Evaluate every N steps (and at the end).
     #[arg(long)]
     eval_every: Option<u64>,
@@ -153,8 +163,12 @@ pub fn run(args: Args) -> Result<()> {
             "no training data: give --data FILE|DIR or `data` in the config file"
         ));
     }
-    let summary =
-        reasonembed_train::train(&cfg, args.resume, None, &mut Bars::new(args.quiet)).map_err(|e| anyhow!(e))?;
+    let start = match (args.resume, args.overwrite) {
+        (true, _) => Start::Resume,
+        (false, true) => Start::Overwrite,
+        (false, false) => Start::Fresh,
+    };
+    let summary = reasonembed_train::train(&cfg, start, None, &mut Bars::new(args.quiet)).map_err(|e| anyhow!(e))?;
     if summary.skipped_records > 0 {
         eprintln!(
             "skipped {} invalid records (see the warnings above)",
@@ -172,4 +186,14 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", dir.display());
     }
     Ok(())
+}
+
+/// A number flag that must be finite: NaN and infinity are refused here,
+/// before they can become a silently ignored or poisoned setting.
+fn finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("{v} is not a finite number")),
+        Err(e) => Err(e.to_string()),
+    }
 }
