@@ -42,6 +42,185 @@ fn eval_trec_prints_what_trec_eval_prints() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
+/// The first line where `got` differs from `expected`, if any.
+fn first_difference(expected: &str, got: &str) -> Option<String> {
+    let (e, g): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), got.lines().collect());
+    (0..e.len().max(g.len()))
+        .find(|&i| e.get(i) != g.get(i))
+        .map(|i| format!("line {}: trec_eval {:?}, ours {:?}", i + 1, e.get(i), g.get(i)))
+}
+
+/// Runs the quicktest commands of trec_eval's test suite in `dir` that read
+/// formats `eval trec` reads, comparing every output line; returns the
+/// expected files it checked.
+fn run_quicktest(dir: &std::path::Path) -> Vec<String> {
+    let quicktest = std::fs::read_to_string(dir.join("quicktest.txt")).unwrap();
+    let mut checked = Vec::new();
+    for line in quicktest.lines() {
+        let Some((command, expected)) = line.trim().split_once(" | diff - test/") else {
+            continue;
+        };
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        if args.iter().any(|a| ["-R", "-Z"].contains(a)) {
+            continue; // preference / judgement-group formats, z-scores: not implemented
+        }
+        let files: Vec<PathBuf> = args
+            .iter()
+            .filter_map(|a| a.strip_prefix("test/"))
+            .map(|f| dir.join(f))
+            .collect();
+        if files.iter().any(|f| !f.exists()) {
+            eprintln!("skipping `{command}`: {} lacks its files", dir.display());
+            continue;
+        }
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| match a.strip_prefix("test/") {
+                Some(f) => dir.join(f).to_string_lossy().into_owned(),
+                None => a.to_string(),
+            })
+            .collect();
+        let mut full = vec!["eval".to_string(), "trec".to_string()];
+        full.extend(args);
+        let out = reasonembed(&full.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            out.status.success(),
+            "`{command}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = std::fs::read_to_string(dir.join(expected)).unwrap();
+        let got = String::from_utf8(out.stdout).unwrap();
+        if let Some(diff) = first_difference(&want, &got) {
+            panic!("`{command}` differs from test/{expected} at {diff}");
+        }
+        checked.push(expected.to_string());
+    }
+    checked
+}
+
+#[test]
+fn eval_trec_reproduces_trec_eval_10s_own_test_suite() {
+    let expected = [
+        "out.test",
+        "out.test.a",
+        "out.test.aq",
+        "out.test.aqc",
+        "out.test.aqcM",
+        "out.test.aql",
+        "out.test.meas_params",
+    ];
+    let checked = run_quicktest(&repo_root().join("fixtures/trec_eval-test"));
+    assert_eq!(checked, expected, "the quicktest commands checked");
+    let shared = repo_root().join("../shared/data/trec_eval-test");
+    if shared.is_dir() {
+        let checked = run_quicktest(&shared);
+        assert!(expected.iter().all(|e| checked.iter().any(|c| c == e)), "{checked:?}");
+    } else {
+        eprintln!("{} is absent: checked the committed copy only", shared.display());
+    }
+}
+
+#[test]
+fn eval_trec_matches_trec_eval_on_generated_cases() {
+    let dir = repo_root().join("fixtures/trec_eval-cases");
+    let manifest = std::fs::read_to_string(dir.join("cases.tsv")).unwrap();
+    let mut cases = 0;
+    for line in manifest.lines() {
+        let [name, qrels, run, args] = line.split('\t').collect::<Vec<_>>()[..] else {
+            panic!("bad cases.tsv line {line:?}");
+        };
+        let mut full = vec!["eval", "trec"];
+        full.extend(args.split_whitespace());
+        let (qrels, run) = (dir.join(qrels), dir.join(run));
+        full.extend([qrels.to_str().unwrap(), run.to_str().unwrap()]);
+        let out = reasonembed(&full);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let want = std::fs::read_to_string(dir.join(format!("{name}.out"))).unwrap();
+        if let Some(diff) = first_difference(&want, &String::from_utf8(out.stdout).unwrap()) {
+            panic!("case {name} (`{args}`) differs at {diff}");
+        }
+        cases += 1;
+    }
+    assert!(cases >= 15, "{cases} cases");
+}
+
+#[test]
+fn eval_trec_never_prints_negative_zero() {
+    // Query 10 has relevant documents, none in its first five: map_cut_5 is +0,
+    // which trec_eval prints as 0.0000.
+    let out = reasonembed(&[
+        "eval",
+        "trec",
+        "--qrels",
+        "fixtures/trec/qrels.txt",
+        "--run",
+        "fixtures/trec/run.txt",
+        "-q",
+        "-m",
+        "map_cut.5",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("map_cut_5             \t10\t0.0000\n"), "{stdout}");
+    assert!(!stdout.contains("-0.0000"), "{stdout}");
+}
+
+/// `eval trec` on the given qrels and run texts: (success, stderr).
+fn eval_trec_files(qrels: &str, run: &str, args: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (q, r) = (dir.path().join("qrels.txt"), dir.path().join("run.txt"));
+    std::fs::write(&q, qrels).unwrap();
+    std::fs::write(&r, run).unwrap();
+    let mut full = vec!["eval", "trec"];
+    full.extend(args);
+    full.extend([q.to_str().unwrap(), r.to_str().unwrap()]);
+    let out = reasonembed(&full);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn eval_trec_reads_its_input_strictly() {
+    let qrels = "1 0 a 1\n1 0 b 0\n2 0 c 1\n";
+    let bad_runs = [
+        ("1 Q0 a 1 0.5 t\n1 Q0 b 2 0.4\n", "run.txt:2: expected 6 fields"),
+        ("1 Q0 a\n", "run.txt:1: expected 6 fields"),
+        ("1 Q0 a 1 0.5 t\n1 Q0 b 2 nan t\n", "run.txt:2: score"),
+        ("1 Q0 a 1 inf t\n", "run.txt:1: score"),
+        (
+            "1 Q0 a 1 0.5 t\n1 Q0 b 2 0.4 t\n1 Q0 a 3 0.3 t\n",
+            "run.txt:3: query 1 retrieves document a again (first at line 1)",
+        ),
+        ("7 Q0 a 1 0.5 t\n", "no query of the run has judgements in the qrels"),
+    ];
+    for (run, message) in bad_runs {
+        for extra in [&[][..], &["-c"][..]] {
+            let (ok, stderr) = eval_trec_files(qrels, run, extra);
+            assert!(!ok && stderr.contains(message), "{run:?} {extra:?}: {stderr}");
+        }
+    }
+    let (ok, stderr) = eval_trec_files("1 0 a 1\n1 0 b\n", "1 Q0 a 1 0.5 t\n", &[]);
+    assert!(!ok && stderr.contains("qrels.txt:2: expected 4 fields"), "{stderr}");
+    let (ok, stderr) = eval_trec_files("1 0 a 1\n1 0 a 0\n", "1 Q0 a 1 0.5 t\n", &[]);
+    assert!(
+        !ok && stderr.contains("qrels.txt:2: query 1 judges document a again"),
+        "{stderr}"
+    );
+    let (ok, stderr) = eval_trec_files(qrels, "1 Q0 a 1 0.5 t\n", &["-m", "P_5"]);
+    assert!(!ok && stderr.contains("did you mean 'P.5'"), "{stderr}");
+    let (ok, stderr) = eval_trec_files(qrels, "1 Q0 a 1 0.5 t\n", &["-m", "prefs_simp"]);
+    assert!(!ok && stderr.contains("does not implement"), "{stderr}");
+    let (ok, _) = eval_trec_files(qrels, "1 Q0 a 1 0.5 t\n", &["-M", "0"]);
+    assert!(!ok, "-M 0");
+    let (ok, stderr) = eval_trec_files(qrels, "1 Q0 a 1 0.5 t\n# a comment\n", &["-c", "-m", "num_q"]);
+    assert!(ok, "{stderr}");
+    // trec_eval's format ignores fields after the run tag (its test suite has them): noted.
+    let (ok, stderr) = eval_trec_files(qrels, "1 Q0 a 1 0.5 t\n1 Q0 b 2 0.4 t junk here\n", &[]);
+    assert!(
+        ok && stderr.contains("run.txt:2: 8 fields; those after the sixth"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn eval_bright_writes_results_runs_and_comparisons() {
     let dir = tempfile::tempdir().unwrap();

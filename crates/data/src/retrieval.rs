@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::DataError;
 use crate::jsonl::{for_each_object, id_field, string_field};
-use crate::trec::{Qrels, for_each_fields, read_qrels};
+use crate::trec::{Qrels, for_each_fields, read_qrels, read_qrels_strict};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
@@ -53,13 +53,30 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>, DataError> {
 /// Qrels as BEIR TSV (three columns, header `query-id corpus-id score`) or as
 /// a TREC qrels file (four columns), told apart by their first line.
 pub fn read_any_qrels(path: &Path) -> Result<Qrels, DataError> {
+    read_qrels_in_any_format(path, false)
+}
+
+/// As [`read_any_qrels`], but a repeated (query, document) judgement is an
+/// error naming its line, and TREC relevances must be integers.
+pub fn read_any_qrels_strict(path: &Path) -> Result<Qrels, DataError> {
+    read_qrels_in_any_format(path, true)
+}
+
+fn read_qrels_in_any_format(path: &Path, strict: bool) -> Result<Qrels, DataError> {
     let mut columns = None;
     for_each_fields(path, |_, fields| {
-        columns.get_or_insert(fields.len());
+        // A TREC comment line (`# ...`) says nothing about the format.
+        if !fields[0].starts_with('#') {
+            columns.get_or_insert(fields.len());
+        }
         Ok(())
     })?;
     if columns != Some(3) {
-        return read_qrels(path);
+        return if strict {
+            read_qrels_strict(path)
+        } else {
+            read_qrels(path)
+        };
     }
     let mut qrels = Qrels::new();
     for_each_fields(path, |at, fields| {
@@ -76,7 +93,12 @@ pub fn read_any_qrels(path: &Path) -> Result<Qrels, DataError> {
             at: at.clone(),
             message: format!("score '{rel}' is not an integer"),
         })?;
-        qrels.entry(qid.into()).or_default().insert(doc.into(), rel);
+        if qrels.entry(qid.into()).or_default().insert(doc.into(), rel).is_some() && strict {
+            return Err(DataError::Line {
+                at,
+                message: format!("query {qid} judges document {doc} again"),
+            });
+        }
         Ok(())
     })?;
     Ok(qrels)

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod published;
 pub mod report;
 pub mod retriever;
+pub mod trec_eval;
 
 pub use error::{Error, Result};

@@ -1,4 +1,5 @@
-//! Retrieval metrics computed exactly as trec_eval 9.0.5+ / pytrec_eval do.
+//! Retrieval metrics computed exactly as pytrec_eval (trec_eval 9.0.8) does,
+//! by the [`crate::trec_eval`] engine with scores compared as C floats.
 //!
 //! * Ranking: score (as a C float) descending, ties broken by document id in
 //!   descending byte order (`strcmp(b, a)`); ranks given with a run are ignored.
@@ -8,10 +9,12 @@
 //! * Query set: queries present in both the run and the qrels (pytrec_eval's
 //!   semantics, and trec_eval's without `-c`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 pub use reasonembed_data::trec::{Qrels, Run};
+
+use crate::trec_eval::{self, Options, Scores};
 
 /// `qid → measure name (trec_eval's, e.g. ndcg_cut_10) → value`.
 pub type PerQuery = BTreeMap<String, BTreeMap<String, f64>>;
@@ -86,95 +89,67 @@ impl fmt::Display for Measure {
     }
 }
 
-/// Sorts a query's results as trec_eval does; fails on a repeated document.
+/// Sorts a query's results as trec_eval does (scores as C floats, see the
+/// module docs); fails on a repeated document.
 pub fn rank(qid: &str, docs: &[(String, f64)]) -> Result<Vec<(String, f64)>, String> {
-    let mut seen = HashSet::with_capacity(docs.len());
-    if let Some((doc, _)) = docs.iter().find(|(d, _)| !seen.insert(d.as_str())) {
-        return Err(format!("query {qid}: document {doc} is retrieved twice"));
-    }
-    let mut ranked = docs.to_vec();
-    // trec_eval keeps scores as C floats and compares them with `<`: doubles
-    // that round to the same float tie, -0 ties +0 (adding 0.0 folds them),
-    // and a tie goes to the larger document id.
-    let key = |score: f64| score as f32 + 0.0;
-    ranked.sort_by(|a, b| {
-        key(b.1)
-            .total_cmp(&key(a.1))
-            .then_with(|| b.0.as_bytes().cmp(a.0.as_bytes()))
-    });
-    Ok(ranked)
+    trec_eval::rank(qid, docs, Scores::Float)
 }
 
-/// One query's measures from its ranked documents and its judgements.
-fn evaluate_query(
-    ranked: &[(String, f64)],
-    judged: &BTreeMap<String, i64>,
-    measures: &[Measure],
-) -> BTreeMap<String, f64> {
-    let gains: Vec<f64> = ranked
-        .iter()
-        .map(|(d, _)| judged.get(d).copied().unwrap_or(0).max(0) as f64)
-        .collect();
-    let mut ideal: Vec<f64> = judged.values().filter(|&&r| r > 0).map(|&r| r as f64).collect();
-    ideal.sort_by(|a, b| b.total_cmp(a));
-    let num_rel = ideal.len() as f64;
-    let dcg = |g: &[f64], k: usize| -> f64 {
-        g.iter()
-            .take(k)
-            .enumerate()
-            .map(|(i, g)| g / ((i + 2) as f64).log2())
-            .sum()
-    };
-    let rel_in = |k: usize| gains.iter().take(k).filter(|&&g| g > 0.0).count() as f64;
-    // Sum of precision at the rank of each relevant document within the top k.
-    let ap_sum = |k: usize| -> f64 {
-        let mut found = 0.0;
-        gains
-            .iter()
-            .take(k)
-            .enumerate()
-            .filter(|(_, g)| **g > 0.0)
-            .map(|(i, _)| {
-                found += 1.0;
-                found / (i + 1) as f64
-            })
-            .sum()
-    };
-    let per_rel = |x: f64| if num_rel > 0.0 { x / num_rel } else { 0.0 };
-    measures
-        .iter()
-        .map(|m| {
-            let value = match *m {
-                Measure::NdcgCut(k) => {
-                    let idcg = dcg(&ideal, k);
-                    if idcg > 0.0 { dcg(&gains, k) / idcg } else { 0.0 }
-                }
-                Measure::Recall(k) => per_rel(rel_in(k)),
-                Measure::Precision(k) => rel_in(k) / k as f64,
-                Measure::Map => per_rel(ap_sum(usize::MAX)),
-                Measure::MapCut(k) => per_rel(ap_sum(k)),
-                Measure::RecipRank => gains
-                    .iter()
-                    .position(|&g| g > 0.0)
-                    .map_or(0.0, |i| 1.0 / (i + 1) as f64),
-            };
-            (m.to_string(), value)
-        })
-        .collect()
+/// The trec_eval `-m` arguments that compute `measures`.
+fn specs(measures: &[Measure]) -> Vec<String> {
+    let mut cutoffs: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let mut specs = Vec::new();
+    for m in measures {
+        let (name, k) = match *m {
+            Measure::Map => ("map", None),
+            Measure::RecipRank => ("recip_rank", None),
+            Measure::Precision(k) => ("P", Some(k)),
+            Measure::Recall(k) => ("recall", Some(k)),
+            Measure::NdcgCut(k) => ("ndcg_cut", Some(k)),
+            Measure::MapCut(k) => ("map_cut", Some(k)),
+        };
+        match k {
+            Some(k) => {
+                cutoffs.entry(name).or_default().insert(k);
+            }
+            None => specs.push(name.to_string()),
+        }
+    }
+    for (name, ks) in cutoffs {
+        let list: Vec<String> = ks.iter().map(usize::to_string).collect();
+        specs.push(format!("{name}.{}", list.join(",")));
+    }
+    specs
 }
 
 /// Per-query measures for the queries in both `run` and `qrels` (a query
-/// whose judgement map is empty counts as absent, as in pytrec_eval).
+/// whose judgement map is empty counts as absent, as in pytrec_eval), by
+/// [`trec_eval::evaluate`] with scores compared as C floats.
 pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure]) -> Result<PerQuery, String> {
-    run.iter()
-        .filter_map(|(qid, docs)| {
-            qrels
-                .get(qid)
-                .filter(|j| !j.is_empty())
-                .map(|judged| (qid, docs, judged))
+    if !run.keys().any(|q| qrels.get(q).is_some_and(|j| !j.is_empty())) {
+        return Ok(PerQuery::new());
+    }
+    let engine = trec_eval::Measures::parse(&specs(measures))?;
+    let options = Options {
+        scores: Scores::Float,
+        ..Options::default()
+    };
+    let evaluation = trec_eval::evaluate(qrels, run, "", &engine, &options)?;
+    let names: Vec<&str> = evaluation.value_names().collect();
+    let wanted: HashSet<String> = measures.iter().map(Measure::to_string).collect();
+    Ok(evaluation
+        .queries()
+        .iter()
+        .map(|q| {
+            let values = names
+                .iter()
+                .zip(&q.values)
+                .filter(|(name, _)| wanted.contains(**name))
+                .map(|(name, v)| (name.to_string(), *v))
+                .collect();
+            (q.qid.clone(), values)
         })
-        .map(|(qid, docs, judged)| Ok((qid.clone(), evaluate_query(&rank(qid, docs)?, judged, measures))))
-        .collect()
+        .collect())
 }
 
 /// The mean of every measure over the evaluated queries (trec_eval's `all`).

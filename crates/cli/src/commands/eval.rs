@@ -1,6 +1,7 @@
 //! `reasonembed eval`: trec_eval-exact metrics on TREC files, and the BRIGHT
 //! and BEIR evaluation protocols end to end.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -10,9 +11,9 @@ use reasonembed_data::bright::{BrightData, LONG_TASKS, TASKS};
 use reasonembed_data::{BeirDataset, trec};
 use reasonembed_eval::bright::{BrightOptions, evaluate_task, query_config};
 use reasonembed_eval::instructions::InstructionSet;
-use reasonembed_eval::metrics::{self, Measure};
 use reasonembed_eval::report::Report;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
+use reasonembed_eval::trec_eval;
 use reasonembed_eval::{beir, published};
 use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use reasonembed_search::bm25::Bm25Params;
@@ -36,24 +37,61 @@ enum EvalCommand {
     Beir(BeirArgs),
 }
 
-/// trec_eval-compatible metrics for a run file against qrels.
+/// trec_eval 10.0 drop-in: evaluate a run file against qrels.
 ///
-/// Prints `measure<TAB>qid<TAB>value` lines as trec_eval does, with `all` for the mean
-/// over the queries present in both files (pytrec_eval's query set).
+/// `reasonembed eval trec [-q] [-c] [-M N] [-l N] [-m MEASURE]... QRELS RUN` prints what
+/// trec_eval prints, line for line: without -m, its default measures; `-m all_trec` every
+/// measure of that set; `-m P.5,10` a measure with parameters. Queries are those of the qrels
+/// with results in the run (-c: every query of the qrels, a missing one scoring 0).
 #[derive(clap::Args, Debug)]
 struct TrecArgs {
+    /// QRELS and RUN, as trec_eval takes them (or give --qrels and --run).
+    #[arg(value_name = "FILE", num_args = 0..=2)]
+    files: Vec<PathBuf>,
     /// Qrels file: `qid iter docid rel` (or BEIR TSV with a header).
     #[arg(long)]
-    qrels: PathBuf,
+    qrels: Option<PathBuf>,
     /// Run file: `qid Q0 docid rank score tag`.
     #[arg(long)]
-    run: PathBuf,
-    /// Measures: ndcg_cut.k, recall.k, P.k, map, map_cut.k, recip_rank (k lists like 5,10).
-    #[arg(short = 'm', long = "measure", default_values = ["ndcg_cut.10", "map", "recip_rank", "P.10", "recall.100"])]
+    run: Option<PathBuf>,
+    /// Measure, nickname (official, all_trec, set) or measure.params (P.5,10; ndcg.1=3,2=9); repeatable [default: official].
+    #[arg(short = 'm', long = "measure", value_name = "MEASURE")]
     measures: Vec<String>,
     /// Also print every query's values.
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, alias = "query_eval_wanted")]
     per_query: bool,
+    /// Average over every query of the qrels; queries missing from the run score 0.
+    #[arg(short = 'c', long, alias = "complete_rel_info_wanted")]
+    complete: bool,
+    /// Evaluate only the best N documents of each query.
+    #[arg(short = 'M', long, value_name = "N", alias = "Max_retrieved_per_topic", value_parser = clap::value_parser!(u64).range(1..))]
+    max_retrieved: Option<u64>,
+    /// Smallest judgement that counts as relevant.
+    #[arg(
+        short = 'l',
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        allow_negative_numbers = true,
+        alias = "level_for_rel"
+    )]
+    level_for_rel: i64,
+    /// Drop unjudged documents from each ranking before evaluating.
+    #[arg(short = 'J', long, alias = "Judged_docs_only")]
+    judged_only: bool,
+    /// Number of documents in the collection (for utility's fourth coefficient).
+    #[arg(
+        short = 'N',
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        alias = "Number_docs_in_coll"
+    )]
+    num_docs_in_coll: i64,
+    /// Print no summary (`all`) lines.
+    #[arg(short = 'n', long, alias = "nosummary")]
+    no_summary: bool,
 }
 
 /// Options shared by the BRIGHT and BEIR evaluations.
@@ -154,31 +192,38 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn trec_eval(args: TrecArgs) -> Result<()> {
-    let mut measures: Vec<Measure> = args
-        .measures
-        .iter()
-        .map(|m| Measure::parse(m))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?
-        .concat();
-    measures.sort();
-    measures.dedup();
-    let qrels = reasonembed_data::retrieval::read_any_qrels(&args.qrels)?;
-    let run = trec::read_run(&args.run)?;
-    let per_query =
-        metrics::evaluate(&qrels, &run, &measures).map_err(|e| anyhow::anyhow!("{}: {e}", args.run.display()))?;
-    // As trec_eval prints: per-query blocks in qid byte order, then `all`.
-    let mut blocks: Vec<(&str, std::collections::BTreeMap<String, f64>)> = Vec::new();
-    if args.per_query {
-        blocks.extend(per_query.iter().map(|(qid, values)| (qid.as_str(), values.clone())));
+    let (qrels_path, run_path) = match (&args.files[..], &args.qrels, &args.run) {
+        ([qrels, run], None, None) => (qrels, run),
+        ([], Some(qrels), Some(run)) => (qrels, run),
+        ([run], Some(qrels), None) => (qrels, run),
+        _ => bail!("give the qrels and the run: `eval trec QRELS RUN` or `eval trec --qrels QRELS --run RUN`"),
+    };
+    let measures = if args.measures.is_empty() {
+        trec_eval::Measures::official()
+    } else {
+        trec_eval::Measures::parse(&args.measures).map_err(anyhow::Error::msg)?
+    };
+    let options = trec_eval::Options {
+        relevance_level: args.level_for_rel,
+        max_retrieved: args.max_retrieved.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+        complete: args.complete,
+        judged_only: args.judged_only,
+        num_docs_in_coll: args.num_docs_in_coll,
+        scores: trec_eval::Scores::Double,
+    };
+    let qrels = reasonembed_data::retrieval::read_any_qrels_strict(qrels_path)?;
+    let run = trec::read_run_file(run_path)?;
+    if let Some((line, fields)) = run.extra_fields {
+        eprintln!(
+            "note: {}:{line}: {fields} fields; those after the sixth (the run tag) are ignored, as trec_eval ignores them",
+            run_path.display()
+        );
     }
-    blocks.push(("all", metrics::mean(&per_query)));
-    for (qid, values) in blocks {
-        for m in &measures {
-            let name = m.to_string();
-            println!("{name:<22}\t{qid}\t{:6.4}", values.get(&name).copied().unwrap_or(0.0));
-        }
-    }
+    let evaluation = trec_eval::evaluate(&qrels, &run.run, &run.tag, &measures, &options)
+        .map_err(|e| anyhow::anyhow!("{} against {}: {e}", run_path.display(), qrels_path.display()))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(evaluation.format(args.per_query, !args.no_summary).as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 
