@@ -25,7 +25,7 @@ pub fn bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
 pub struct Bars {
     quiet: bool,
     /// Printed before each phase's label, e.g. the task.
-    pub context: String,
+    context: String,
     current: Option<ProgressBar>,
 }
 
@@ -39,7 +39,7 @@ impl Bars {
     }
 }
 
-impl reasonembed_search::Progress for Bars {
+impl reasonembed_data::Progress for Bars {
     fn start(&mut self, label: &str, total: usize) {
         let bar = bar(total as u64, "", self.quiet);
         bar.set_prefix(if self.context.is_empty() {
@@ -66,5 +66,9 @@ impl reasonembed_search::Progress for Bars {
         if let Some(bar) = self.current.take() {
             bar.finish_and_clear();
         }
+    }
+
+    fn context(&mut self, context: &str) {
+        self.context = context.to_string();
     }
 }

@@ -3,12 +3,12 @@
 //! corpus and scored with trec_eval's measures.
 
 use reasonembed_data::BeirDataset;
+use reasonembed_data::Progress;
 use reasonembed_models::Prompt;
-use reasonembed_search::Progress;
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, Measure, Run};
-use crate::report::TaskResult;
+use crate::report::{Report, TaskResult};
 use crate::retriever::{Corpus, Retriever};
 
 /// nDCG@10 (the headline), nDCG@100, MAP, recall at 10, 100 and 1,000, P@10
@@ -26,7 +26,42 @@ pub fn measures() -> Vec<Measure> {
     ]
 }
 
-/// `prompt` is the embedder's query prompt (see the encode contract).
+/// A BEIR-style evaluation: the collection and how it is run.
+pub struct BeirTask {
+    /// The collection's name in the report.
+    pub name: String,
+    /// Where it was read from.
+    pub source: String,
+    pub split: String,
+    pub dataset: BeirDataset,
+    /// Results kept per query.
+    pub top_k: usize,
+}
+
+/// Evaluates `task` and builds the report. `spec` is the model as the user
+/// named it; `prompt` is the embedder's query prompt (see the encode contract).
+pub fn report(
+    retriever: &Retriever,
+    spec: &str,
+    task: BeirTask,
+    prompt: &Prompt,
+    progress: &mut dyn Progress,
+) -> Result<Report> {
+    let start = std::time::Instant::now();
+    let query_prompt = retriever.query_prompt(prompt)?;
+    let result = evaluate(retriever, &task.name, task.dataset, prompt, task.top_k, progress)?;
+    let settings = serde_json::json!({ "split": task.split, "top_k": task.top_k, "query_prompt": query_prompt });
+    Ok(Report::new(
+        "BEIR",
+        retriever.describe(spec)?,
+        serde_json::json!({ "name": task.name, "source": task.source }),
+        settings,
+        vec![result],
+        start.elapsed().as_secs_f64(),
+    ))
+}
+
+/// The one task of `dataset`; `prompt` is the embedder's query prompt.
 pub fn evaluate(
     retriever: &Retriever,
     name: &str,

@@ -6,17 +6,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use reasonembed_data::bright::BrightData;
-use reasonembed_search::Progress;
+use reasonembed_data::Progress;
+use reasonembed_data::bright::{BrightData, LONG_TASKS, TASKS};
 
 use crate::error::{Error, Result};
 use crate::instructions::InstructionSet;
 use crate::metrics::{self, Measure, Qrels, Run};
-use crate::report::TaskResult;
+use crate::report::{HEADLINE, Report, TaskResult};
 use crate::retriever::{Corpus, Retriever};
 
 #[derive(Debug, Clone)]
 pub struct BrightOptions {
+    /// Tasks to run; empty: all twelve, or the eight long ones with `long`.
     pub tasks: Vec<String>,
     /// `long_documents` with `gold_ids_long`.
     pub long: bool,
@@ -47,6 +48,60 @@ pub fn query_config(variant: &str) -> String {
         v if v.ends_with("_reason") => v.into(),
         v => format!("{v}_reason"),
     }
+}
+
+impl BrightOptions {
+    /// The tasks to run, defaults resolved.
+    pub fn tasks(&self) -> Vec<String> {
+        if !self.tasks.is_empty() {
+            return self.tasks.clone();
+        }
+        let all: &[&str] = if self.long { &LONG_TASKS } else { &TASKS };
+        all.iter().map(|t| t.to_string()).collect()
+    }
+}
+
+/// Runs every task and builds the report: the benchmark's task loop.
+/// `dataset` says where the data came from (recorded as it is); `spec` is
+/// the model as the user named it.
+pub fn evaluate(
+    retriever: &Retriever,
+    data: &BrightData,
+    options: &BrightOptions,
+    spec: &str,
+    dataset: serde_json::Value,
+    progress: &mut dyn Progress,
+) -> Result<Report> {
+    let start = std::time::Instant::now();
+    let tasks = options.tasks();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        progress.context(task);
+        let result = evaluate_task(retriever, data, task, options, progress)
+            .map_err(|e| Error::Protocol(format!("BRIGHT task '{task}': {e}")))?;
+        tracing::info!(
+            "{task}: nDCG@10 {:.4} over {} queries, {} documents ({} id collisions, {} distinct texts)",
+            result.metrics.get(HEADLINE).copied().unwrap_or(0.0),
+            result.evaluated_queries,
+            result.corpus.distinct_ids,
+            result.corpus.id_collisions,
+            result.corpus.distinct_texts
+        );
+        results.push(result);
+    }
+    progress.context("");
+    let settings = serde_json::json!({
+        "long": options.long, "queries": options.queries, "instructions": options.instructions.name(),
+        "top_k": options.top_k, "tasks": tasks,
+    });
+    Ok(Report::new(
+        "BRIGHT",
+        retriever.describe(spec)?,
+        dataset,
+        settings,
+        results,
+        start.elapsed().as_secs_f64(),
+    ))
 }
 
 pub fn evaluate_task(

@@ -94,7 +94,7 @@ fn unknown(task: &str) -> String {
     format!("no instruction for unknown task '{task}'")
 }
 
-/// BRIGHT's e5 / sf / qwen / qwen2 query templates (bright.md §6.1).
+/// BRIGHT's e5 / sf / qwen / qwen2 query templates (its `configs/<model>/<task>.json`).
 fn bright_e5(task: &str, long: bool) -> Result<String, String> {
     let passages = if long { "documents" } else { "passages" };
     Ok(match task {
@@ -117,7 +117,7 @@ fn bright_e5(task: &str, long: bool) -> Result<String, String> {
     })
 }
 
-/// BRIGHT's bge query templates (bright.md §6.1).
+/// BRIGHT's bge query templates (its `configs/bge/<task>.json`).
 fn bright_bge(task: &str, long: bool) -> Result<String, String> {
     let passages = if long { "documents" } else { "passages" };
     Ok(match task {

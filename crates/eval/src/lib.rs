@@ -6,8 +6,9 @@
 //! instruction sets), BEIR-style collections, and the reports that go with
 //! them (results.json, Markdown tables, TREC runs, published rows to compare).
 //!
-//! It calls the search crate to retrieve and the data crate to read; it
-//! knows nothing of the command line.
+//! Depends on models (the embedder), search (exact top-k, BM25, the
+//! embedding cache) and data (the collections); it knows nothing of training
+//! or the command line.
 
 pub mod beir;
 pub mod bright;

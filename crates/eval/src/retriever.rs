@@ -9,8 +9,8 @@
 use std::collections::{HashMap, HashSet};
 
 use reasonembed_data::Document;
+use reasonembed_data::Progress;
 use reasonembed_models::{Embedder, EncodeOptions, Prompt};
-use reasonembed_search::Progress;
 use reasonembed_search::bm25::{Bm25Index, Bm25Params};
 use reasonembed_search::cache::EmbeddingCache;
 use reasonembed_search::topk::{Hit, search, top_k_of};
@@ -105,6 +105,32 @@ pub struct DenseRetriever {
 }
 
 impl Retriever {
+    /// What a report records of this retriever: the model as given (`spec`),
+    /// its settings and identity and the per-side max lengths, or BM25's
+    /// parameters.
+    pub fn describe(&self, spec: &str) -> Result<serde_json::Value> {
+        Ok(match self {
+            Self::Dense(d) => serde_json::json!({
+                "spec": spec,
+                "info": d.embedder.info(),
+                "identity": d.embedder.identity()?,
+                "query_max_length": d.query_max_length,
+                "doc_max_length": d.doc_max_length,
+                "batch_size": d.batch_size,
+            }),
+            Self::Bm25(p) => serde_json::json!({ "spec": "bm25", "k1": p.k1, "b": p.b }),
+        })
+    }
+
+    /// The prompt queries get under `prompt`, resolved now so that an
+    /// unknown prompt name fails before any work (none for BM25).
+    pub fn query_prompt(&self, prompt: &Prompt) -> Result<String> {
+        Ok(match self {
+            Self::Dense(d) => d.embedder.resolve(&EncodeOptions::query(prompt.clone()))?.prompt,
+            Self::Bm25(_) => String::new(),
+        })
+    }
+
     /// The best `k` corpus ids (as indices into `corpus.ids`) for each query,
     /// excluded ids removed before the cut. `prompt` is the embedder's query
     /// prompt; BM25 takes the queries as they are.

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 
+use reasonembed_data::Silent;
 use reasonembed_data::bright::{BrightData, TASKS};
 use reasonembed_data::trec::read_qrels;
 use reasonembed_eval::bright::{BrightOptions, evaluate_task, query_config};
 use reasonembed_eval::instructions::InstructionSet;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
 use reasonembed_models::{Embedder, EmbedderOptions};
-use reasonembed_search::Silent;
 use reasonembed_search::bm25::Bm25Params;
 use reasonembed_search::cache::EmbeddingCache;
 use serde_json::Value;
@@ -57,8 +57,8 @@ fn reads_the_hub_layout() {
     );
 }
 
-/// The team's copy of BRIGHT's queries and judgements: the counts of
-/// `bright.md` §12.1, and qrels equal to the shipped (Anserini) qrels files.
+/// The team's copy of BRIGHT's queries and judgements: the published query,
+/// gold and exclusion counts, and qrels equal to the shipped (Anserini) qrels files.
 #[test]
 fn reads_the_local_bright_copy_with_the_published_counts() {
     let dir = root().join("../shared/data/bright");

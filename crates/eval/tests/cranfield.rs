@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 
 use reasonembed_data::BeirDataset;
+use reasonembed_data::Silent;
 use reasonembed_eval::beir;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
 use reasonembed_models::{Embedder, EmbedderOptions};
-use reasonembed_search::Silent;
 use reasonembed_search::cache::EmbeddingCache;
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
-//! Our metrics against pytrec_eval (trec_eval 9.0.8) on the seven test
-//! vectors of `bright.md` §9 and seeded random cases with ties, graded and
+//! Our metrics against pytrec_eval (trec_eval 9.0.8) on seven hand-made
+//! nDCG test vectors (ties, graded gains, query overlap) and seeded random cases with ties, graded and
 //! zero judgements, negative scores and partial query overlap
 //! (`fixtures/goldens/trec_eval.json`, from `scripts/make_trec_goldens.py`).
 

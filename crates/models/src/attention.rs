@@ -3,7 +3,8 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::nn::{Mode, dropout, softmax};
+use crate::nn::softmax;
+use crate::ops::{Mode, dropout};
 
 /// `[b, s, heads·dim]` → `[b, heads, s, dim]`.
 pub fn split_heads(x: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {

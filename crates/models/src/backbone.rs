@@ -3,7 +3,8 @@
 use candle_core::{Result, Tensor};
 
 use crate::batch::{Attention, TokenBatch};
-use crate::nn::{Linear, Mode, Weights};
+use crate::nn::{Linear, Weights};
+use crate::ops::Mode;
 use crate::{bert, decoder, llama, qwen2, qwen3};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

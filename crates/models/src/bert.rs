@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use crate::attention::{merge_heads, scaled_dot_product, split_heads};
 use crate::batch::{Attention, TokenBatch};
-use crate::nn::{Activation, Embedding, LayerNorm, Linear, Mode, Weights, dropout};
+use crate::nn::{Activation, Embedding, LayerNorm, Linear, Weights};
+use crate::ops::{Mode, dropout};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {

@@ -13,7 +13,8 @@ use serde::Deserialize;
 
 use crate::attention::{merge_heads, repeat_kv, scaled_dot_product, split_heads};
 use crate::batch::{Attention, TokenBatch};
-use crate::nn::{Activation, Embedding, Linear, Mode, RmsNorm, Weights};
+use crate::nn::{Activation, Embedding, Linear, RmsNorm, Weights};
+use crate::ops::Mode;
 use crate::rope::{self, RopeScaling};
 
 /// The fields of a decoder `config.json` that the three families share.

@@ -16,7 +16,7 @@ use crate::encode::{
 };
 use crate::error::{Error, Result};
 use crate::folder::ModelFolder;
-use crate::nn::Mode;
+use crate::ops::Mode;
 use crate::params::{self, Trainable};
 use crate::pooling::{Pooling, l2_normalize, l2_normalize_vec};
 use crate::tokenizer::{TextTokenizer, TokenizerSettings, appends_eos};

@@ -30,8 +30,8 @@ pub enum Error {
         found: String,
     },
 
-    #[error("unknown model '{0}': not a folder, a built-in model ({builtins}) or a Hugging Face id (owner/name)", builtins = crate::source::BUILTIN_NAMES.join(", "))]
-    UnknownModel(String),
+    #[error("unknown model '{spec}': not a folder, a built-in model ({builtins}) or a Hugging Face id (owner/name)")]
+    UnknownModel { spec: String, builtins: String },
 
     #[error("cannot fetch {what}: {message}")]
     Fetch { what: String, message: String },

@@ -6,8 +6,11 @@
 //! folders in the Hugging Face / sentence-transformers layout, and where
 //! models come from (local folders, built-ins fetched on first use, the Hub).
 //!
-//! This crate owns everything from text to vector. It knows nothing of files
-//! of texts, search, training loops or the command line: those stages call it.
+//! This crate owns everything from text to vector, including the encode
+//! contract (prompts, truncation, batching, normalisation: [`encode`]) and a
+//! model's identity ([`identity`]) that keys every cache. It depends on no
+//! other crate of the workspace and knows nothing of files of texts, search,
+//! training loops or the command line: those stages call it.
 
 pub mod adapter;
 pub mod attention;
@@ -42,6 +45,6 @@ pub use encode::{EncodeOptions, EncodeSettings, Prompt, Side, with_instruction};
 pub use error::{Error, Result};
 pub use folder::ModelFolder;
 pub use lora::LoraConfig;
-pub use nn::Mode;
+pub use ops::Mode;
 pub use params::Trainable;
 pub use pooling::Pooling;

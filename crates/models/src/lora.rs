@@ -7,7 +7,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{Mode, dropout, matmul_t};
+use crate::ops::{Mode, dropout, matmul_t};
 
 /// Which linear layers get an adapter and how big it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
-//! Fused kernels with closed-form backward passes, for the training path on
-//! CPU in f32: softmax over the last dimension and the exact (erf) GELU.
+//! The primitives every layer builds on: the forward pass [`Mode`], dropout
+//! with seeded masks, `x Wᵀ`, and fused kernels with closed-form backward
+//! passes for the training path on CPU in f32 (softmax over the last
+//! dimension and the exact (erf) GELU).
 //! candle's fused softmax records no gradient, and its primitive composition
 //! keeps four attention-sized intermediates alive until the backward pass;
 //! its GELU backward builds six temporaries the size of the MLP activations.
@@ -8,6 +10,73 @@
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+/// Whether a forward pass may take inference-only shortcuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fused kernels, no dropout; gradients are not recorded through norms.
+    Inference,
+    /// Differentiable primitives everywhere and the configured dropout.
+    Train,
+}
+
+/// `x Wᵀ` for `x` of any rank ≥ 2, without materialising `Wᵀ`.
+pub(crate) fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let last = dims[dims.len() - 1];
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let y = x.reshape((rows, last))?.matmul(&w.t()?)?;
+    let mut out = dims[..dims.len() - 1].to_vec();
+    out.push(w.dim(0)?);
+    y.reshape(out)
+}
+
+thread_local! {
+    /// (seed, calls so far) of this thread's dropout masks.
+    static DROPOUT_STREAM: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Restarts this thread's dropout masks from `seed`: the same seed followed by
+/// the same forward passes gives the same masks. Training relies on it to be
+/// deterministic, to resume exactly, and to replay a mini-batch bit for bit
+/// in the second pass of GradCache. (candle's own dropout draws from an
+/// unseeded generator.)
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_STREAM.with(|s| s.set((seed, 0)));
+}
+
+/// SplitMix64: a tiny, well-mixed generator for masks and sampling.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Inverted dropout, active only while training, with masks from the
+/// thread's seeded stream (see [`seed_dropout`]).
+pub fn dropout(x: &Tensor, p: f64, mode: Mode) -> Result<Tensor> {
+    if mode != Mode::Train || p <= 0.0 {
+        return Ok(x.clone());
+    }
+    if p >= 1.0 {
+        candle_core::bail!("dropout probability has to be below 1, got {p}");
+    }
+    let (seed, call) = DROPOUT_STREAM.with(|s| {
+        let (seed, call) = s.get();
+        s.set((seed, call + 1));
+        (seed, call)
+    });
+    let mut state = seed ^ call.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let threshold = (p * u64::MAX as f64) as u64;
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if splitmix64(&mut state) >= threshold { keep } else { 0.0 })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+    x * mask
+}
 
 fn fused(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32

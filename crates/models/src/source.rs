@@ -112,7 +112,10 @@ impl ModelSource {
                 hint: "expected a model folder".into(),
             });
         }
-        Err(Error::UnknownModel(spec.into()))
+        Err(Error::UnknownModel {
+            spec: spec.into(),
+            builtins: BUILTIN_NAMES.join(", "),
+        })
     }
 
     /// A local folder holding the model, fetching it first when allowed.
@@ -464,7 +467,7 @@ mod tests {
         );
         assert!(matches!(
             ModelSource::parse("no-such-model"),
-            Err(Error::UnknownModel(_))
+            Err(Error::UnknownModel { .. })
         ));
         assert!(matches!(
             ModelSource::parse("./missing/folder"),

@@ -47,7 +47,7 @@ fn minilm_matches_sentence_transformers() {
     }
 }
 
-/// The published reference values of `models-and-data.md` §3.3.
+/// Similarities published for all-MiniLM-L6-v2 (its sentence-transformers model card).
 #[test]
 fn minilm_reproduces_published_similarities() {
     let embedder = minilm();

@@ -12,12 +12,9 @@
 //! build resumes where it stopped; the cache is dropped once the manifest is
 //! in place. Damaged vectors (a truncated file, a row count that does not
 //! match the manifest, a non-finite value) are detected and rebuilt.
-//!
-//! Folders are walked following symbolic links, with cycle detection; a file
-//! reachable by several paths is indexed once, under its first path in
-//! sorted order.
+//! The corpus is read by `reasonembed_data::sources`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -29,15 +26,13 @@ use sha2::{Digest, Sha256};
 use crate::cache::EmbeddingCache;
 use crate::error::{Error, Result, io};
 use crate::passages::split;
-use crate::progress::Progress;
 use crate::topk::{Hit, search};
+use reasonembed_data::Progress;
 
 const MANIFEST: &str = "manifest.json";
 /// The resumable embedding cache of a build in progress.
 const PENDING: &str = "pending";
 const VERSION: u32 = 2;
-/// Extensions indexed in a folder corpus.
-const TEXT_EXTENSIONS: [&str; 5] = ["txt", "md", "markdown", "rst", "text"];
 
 /// One passage as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -150,7 +145,7 @@ impl PassageIndex {
                 offset += len;
             }
         }
-        let current = read_corpus(corpus)?;
+        let current = reasonembed_data::sources::read(corpus)?;
         let mut stats = UpdateStats {
             sources: current.len(),
             ..Default::default()
@@ -325,80 +320,6 @@ fn model_settings(embedder: &Embedder) -> Result<serde_json::Value> {
         o.insert("identity".into(), embedder.identity()?.into());
     }
     Ok(info)
-}
-
-/// `(name, text)` of every source: the text files of a folder (sorted by
-/// path) or the documents of a JSONL file.
-fn read_corpus(corpus: &Path) -> Result<Vec<(String, String)>> {
-    if corpus.is_file() {
-        if corpus.extension().is_some_and(|e| e == "jsonl") {
-            let docs = reasonembed_data::retrieval::read_corpus(corpus)?;
-            return Ok(docs.into_iter().map(|d| (d.id, d.text)).collect());
-        }
-        let text = std::fs::read_to_string(corpus).map_err(io(corpus))?;
-        return Ok(vec![(
-            corpus
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            text,
-        )]);
-    }
-    if !corpus.is_dir() {
-        return Err(Error::Invalid {
-            path: corpus.into(),
-            message: "corpus not found: expected a folder of text/Markdown files or a .jsonl file".into(),
-        });
-    }
-    let mut files = Vec::new();
-    let mut visited = HashSet::new();
-    collect_files(corpus, &mut visited, &mut files)?;
-    files.sort();
-    // One file reachable by several paths (links) is indexed once.
-    let mut seen = HashSet::new();
-    files.retain(|(_, real)| seen.insert(real.clone()));
-    files
-        .into_iter()
-        .map(|(path, _)| {
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let text = String::from_utf8(bytes).map_err(|e| Error::Invalid {
-                path: path.clone(),
-                message: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
-            })?;
-            let name = path.strip_prefix(corpus).unwrap_or(&path).display().to_string();
-            Ok((name, text))
-        })
-        .collect()
-}
-
-/// Text files under `dir` with their real paths, skipping hidden entries (and
-/// so our own index) and broken links. Links are followed; a folder already
-/// visited (a link cycle, or a second link to it) is not walked again.
-fn collect_files(dir: &Path, visited: &mut HashSet<PathBuf>, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
-    let real_dir = std::fs::canonicalize(dir).map_err(io(dir))?;
-    if !visited.insert(real_dir) {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-            continue;
-        }
-        let Ok(real) = std::fs::canonicalize(&path) else {
-            tracing::warn!("{}: broken link; skipped", path.display());
-            continue;
-        };
-        if real.is_dir() {
-            collect_files(&path, visited, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| TEXT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
-            out.push((path, real));
-        }
-    }
-    Ok(())
 }
 
 fn embeddings_path(dir: &Path, generation: u64) -> PathBuf {

@@ -6,8 +6,8 @@
 //! embeddings, and the incrementally updated passage index behind
 //! `reasonembed search`, and its export to PostgreSQL + pgvector.
 //!
-//! It calls the models crate to embed and the data crate to read files; it
-//! knows nothing of metrics, benchmarks or the command line.
+//! Depends on models (to embed) and data (to read files, to report progress);
+//! it knows nothing of metrics, benchmarks, training or the command line.
 
 pub mod bm25;
 pub mod cache;
@@ -15,8 +15,6 @@ mod error;
 pub mod index;
 pub mod passages;
 pub mod pgvector;
-pub mod progress;
 pub mod topk;
 
 pub use error::{Error, Result};
-pub use progress::{Progress, Silent};

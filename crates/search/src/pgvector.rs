@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::index::{PassageIndex, SearchHit};
-use crate::progress::Progress;
+use reasonembed_data::Progress;
 
 fn pg(what: impl Into<String>) -> impl FnOnce(postgres::Error) -> Error {
     let what = what.into();

@@ -2,8 +2,9 @@
 //!
 //! `reasonembed serve`: a thin HTTP layer (OpenAI and text-embeddings-inference
 //! request shapes) over a core that owns the model and batches requests under
-//! a token budget, as text-embeddings-inference is built. It calls the models
-//! crate; it knows nothing of the command line.
+//! a token budget, as text-embeddings-inference is built. Depends on models
+//! (the encode contract) and search (the index behind `POST /search`); it
+//! knows nothing of the command line.
 
 pub mod api;
 pub mod core;

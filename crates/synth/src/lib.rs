@@ -25,8 +25,8 @@ use std::time::Duration;
 
 pub use config::SynthConfig;
 pub use error::{Error, Result};
+use reasonembed_data::Progress;
 use reasonembed_models::{Embedder, EmbedderOptions};
-use reasonembed_search::Progress;
 use reasonembed_search::cache::EmbeddingCache;
 pub use run::{Run, Stage};
 

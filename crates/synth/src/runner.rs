@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reasonembed_search::Progress;
+use reasonembed_data::Progress;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use reasonembed_data::Silent;
 use reasonembed_models::EmbedderOptions;
-use reasonembed_search::Silent;
 use reasonembed_search::cache::EmbeddingCache;
 use reasonembed_synth::llm::{Completion, Llm, LlmError, Request};
 use reasonembed_synth::{Pipeline, Run, Stage, SynthConfig};

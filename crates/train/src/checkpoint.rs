@@ -11,6 +11,7 @@ use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
+use crate::error::{Error, Result, file, io};
 use crate::optim::{AdamW, Moments};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,10 +20,6 @@ pub struct State {
     pub step: u64,
     pub total_steps: u64,
     pub config: TrainConfig,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", path.display())
 }
 
 /// `<output>/checkpoints/step-NNNNNNNN`.
@@ -43,7 +40,7 @@ pub fn latest(output: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
-pub fn save(output: &Path, params: &[(String, Var)], optimizer: &AdamW, state: &State) -> Result<PathBuf, String> {
+pub fn save(output: &Path, params: &[(String, Var)], optimizer: &AdamW, state: &State) -> Result<PathBuf> {
     let final_dir = dir_for(output, state.step);
     let parent = final_dir.parent().expect("a checkpoint folder has a parent");
     std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -52,17 +49,16 @@ pub fn save(output: &Path, params: &[(String, Var)], optimizer: &AdamW, state: &
         .tempdir_in(parent)
         .map_err(io(parent))?;
     let tensors: HashMap<String, Tensor> = params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-    candle_core::safetensors::save(&tensors, temp.path().join("params.safetensors")).map_err(|e| e.to_string())?;
+    let params_path = temp.path().join("params.safetensors");
+    candle_core::safetensors::save(&tensors, &params_path).map_err(file(&params_path))?;
     let mut moments = HashMap::new();
     for (name, m) in &optimizer.state {
         moments.insert(format!("m.{name}"), m.m.clone());
         moments.insert(format!("v.{name}"), m.v.clone());
     }
-    moments.insert(
-        "steps".into(),
-        Tensor::new(&[optimizer.steps as f64], &Device::Cpu).map_err(|e| e.to_string())?,
-    );
-    candle_core::safetensors::save(&moments, temp.path().join("optimizer.safetensors")).map_err(|e| e.to_string())?;
+    moments.insert("steps".into(), Tensor::new(&[optimizer.steps as f64], &Device::Cpu)?);
+    let moments_path = temp.path().join("optimizer.safetensors");
+    candle_core::safetensors::save(&moments, &moments_path).map_err(file(&moments_path))?;
     let json = serde_json::to_vec_pretty(state).expect("state serialises");
     std::fs::write(temp.path().join("state.json"), json).map_err(io(temp.path()))?;
     if final_dir.exists() {
@@ -74,23 +70,22 @@ pub fn save(output: &Path, params: &[(String, Var)], optimizer: &AdamW, state: &
 }
 
 /// Restores parameters and optimiser from `dir`; returns its state.
-pub fn load(dir: &Path, params: &[(String, Var)], optimizer: &mut AdamW) -> Result<State, String> {
+pub fn load(dir: &Path, params: &[(String, Var)], optimizer: &mut AdamW) -> Result<State> {
     let state_path = dir.join("state.json");
-    let state: State = serde_json::from_slice(&std::fs::read(&state_path).map_err(io(&state_path))?)
-        .map_err(|e| format!("{}: {e}", state_path.display()))?;
+    let state: State =
+        serde_json::from_slice(&std::fs::read(&state_path).map_err(io(&state_path))?).map_err(file(&state_path))?;
     let device = params.first().map(|(_, v)| v.device().clone()).unwrap_or(Device::Cpu);
-    let saved = candle_core::safetensors::load(dir.join("params.safetensors"), &device).map_err(|e| e.to_string())?;
+    let params_path = dir.join("params.safetensors");
+    let saved = candle_core::safetensors::load(&params_path, &device).map_err(file(&params_path))?;
     for (name, var) in params {
-        let value = saved.get(name).ok_or_else(|| {
-            format!(
-                "{}: no parameter '{name}' in the checkpoint (another model or finetune mode?)",
-                dir.display()
-            )
+        let value = saved.get(name).ok_or_else(|| Error::File {
+            path: params_path.clone(),
+            message: format!("no parameter '{name}' in the checkpoint (another model or finetune mode?)"),
         })?;
-        var.set(value).map_err(|e| format!("{name}: {e}"))?;
+        var.set(value).map_err(|e| file(&params_path)(format!("{name}: {e}")))?;
     }
-    let moments =
-        candle_core::safetensors::load(dir.join("optimizer.safetensors"), &device).map_err(|e| e.to_string())?;
+    let moments_path = dir.join("optimizer.safetensors");
+    let moments = candle_core::safetensors::load(&moments_path, &device).map_err(file(&moments_path))?;
     optimizer.state.clear();
     for (name, _) in params {
         if let (Some(m), Some(v)) = (moments.get(&format!("m.{name}")), moments.get(&format!("v.{name}"))) {

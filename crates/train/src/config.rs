@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::loss::{LossKind, Mapping, Normalization, RedapterConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +91,7 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// ReasonEmbed's `train.sh` (reasonembed.md §6), on one device.
+    /// ReasonEmbed's released `train.sh`, on one device.
     fn default() -> Self {
         let redapter = RedapterConfig::default();
         Self {
@@ -140,19 +141,22 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Defaults, then `file` (TOML), then `overrides` (a JSON object of the
     /// settings given on the command line).
-    pub fn resolve(file: Option<&std::path::Path>, overrides: serde_json::Value) -> Result<Self, String> {
+    pub fn resolve(file: Option<&std::path::Path>, overrides: serde_json::Value) -> Result<Self> {
         let mut merged = serde_json::to_value(Self::default()).expect("the defaults serialise");
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
+            let table: toml::Table = toml::from_str(&text).map_err(crate::error::file(path))?;
             // JSON has no NaN: a `nan` here would silently become the default.
             if let Some((key, v)) = table.iter().find(|(_, v)| v.as_float().is_some_and(|f| !f.is_finite())) {
-                return Err(format!("{}: {key} = {v} is not a finite number", path.display()));
+                return Err(crate::error::file(path)(format!("{key} = {v} is not a finite number")));
             }
-            overlay(&mut merged, serde_json::to_value(table).map_err(|e| e.to_string())?);
+            overlay(
+                &mut merged,
+                serde_json::to_value(table).map_err(crate::error::file(path))?,
+            );
         }
         overlay(&mut merged, overrides);
-        serde_json::from_value(merged).map_err(|e| format!("invalid training configuration: {e}"))
+        serde_json::from_value(merged).map_err(|e| Error::Config(format!("invalid training configuration: {e}")))
     }
 
     /// The configuration as TOML (`--print-config`).
@@ -186,9 +190,9 @@ impl TrainConfig {
 
     /// Checks every setting before any work: a bad value is an error naming
     /// the setting, never a run that ends in NaN.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<()> {
         let fail = |name: &str, why: &str, value: &dyn std::fmt::Display| {
-            Err(format!("invalid setting {name} = {value}: {why}"))
+            Err(Error::Config(format!("invalid setting {name} = {value}: {why}")))
         };
         let positive = [("temperature", self.temperature), ("lora_alpha", self.lora_alpha)];
         for (name, v) in positive {
@@ -228,9 +232,9 @@ impl TrainConfig {
         }
         let (lo, hi) = (self.redapter_clamp_min, self.redapter_clamp_max);
         if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "invalid settings redapter_clamp_min = {lo}, redapter_clamp_max = {hi}: must be finite with min ≤ max"
-            ));
+            )));
         }
         let format = &self.query_instruction_format;
         if format.matches("{}").count() != 2 || !format.ends_with("{}") {
@@ -281,6 +285,7 @@ mod tests {
         assert!(
             TrainConfig::resolve(Some(&file), serde_json::json!({}))
                 .unwrap_err()
+                .to_string()
                 .contains("learning_rat")
         );
     }
@@ -308,7 +313,7 @@ mod tests {
         ];
         for overrides in bad {
             let cfg = TrainConfig::resolve(None, overrides.clone()).unwrap();
-            let err = cfg.validate().expect_err(&overrides.to_string());
+            let err = cfg.validate().expect_err(&overrides.to_string()).to_string();
             let name = overrides.as_object().unwrap().keys().next().unwrap().clone();
             assert!(err.contains(&name), "{err}");
         }
@@ -316,7 +321,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("train.toml");
         std::fs::write(&file, "temperature = nan\n").unwrap();
-        let err = TrainConfig::resolve(Some(&file), json!({})).unwrap_err();
+        let err = TrainConfig::resolve(Some(&file), json!({})).unwrap_err().to_string();
         assert!(err.contains("temperature") && err.contains("finite"), "{err}");
     }
 }

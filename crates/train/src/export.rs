@@ -19,12 +19,7 @@ use serde_json::json;
 
 use crate::config::{Finetune, TrainConfig};
 use crate::data::Domain;
-
-type Error = String;
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| format!("{}: {e}", path.display())
-}
+use crate::error::{Error, file, io};
 
 /// Writes the outputs; returns (model folder, adapter folder).
 pub fn write(
@@ -70,7 +65,7 @@ fn in_place(dest: &Path, build: impl FnOnce(&Path) -> Result<(), Error>) -> Resu
 }
 
 fn save(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), Error> {
-    candle_core::safetensors::save(tensors, path).map_err(|e| format!("{}: {e}", path.display()))
+    candle_core::safetensors::save(tensors, path).map_err(file(path))
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), Error> {
@@ -114,25 +109,23 @@ fn trained_weights(
     cfg: &TrainConfig,
 ) -> Result<HashMap<String, Tensor>, Error> {
     let mut weights = HashMap::new();
-    for file in &folder.weight_files {
-        weights.extend(
-            candle_core::safetensors::load(file, &Device::Cpu).map_err(|e| format!("{}: {e}", file.display()))?,
-        );
+    for path in &folder.weight_files {
+        weights.extend(candle_core::safetensors::load(path, &Device::Cpu).map_err(file(path))?);
     }
     let scale = cfg.lora_alpha / cfg.lora_rank as f64;
     for (name, value) in params {
         if let Some(prefix) = name.strip_suffix(".lora_A.weight") {
             let b = &params[&format!("{prefix}.lora_B.weight")];
             let target = format!("{prefix}.weight");
-            let base = weights
-                .get(&target)
-                .ok_or_else(|| format!("the base checkpoint has no '{target}'"))?;
-            let delta = (b.matmul(value).map_err(|e| e.to_string())? * scale).map_err(|e| e.to_string())?;
-            let merged =
-                (base + delta.to_dtype(base.dtype()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let base = weights.get(&target).ok_or_else(|| Error::File {
+                path: folder.weight_files[0].clone(),
+                message: format!("the base checkpoint has no '{target}'"),
+            })?;
+            let delta = (b.matmul(value)? * scale)?;
+            let merged = (base + delta.to_dtype(base.dtype())?)?;
             weights.insert(target, merged);
         } else if !name.ends_with(".lora_B.weight") {
-            weights.insert(name.clone(), value.to_device(&Device::Cpu).map_err(|e| e.to_string())?);
+            weights.insert(name.clone(), value.to_device(&Device::Cpu)?);
         }
     }
     Ok(weights)

@@ -9,13 +9,16 @@
 //! resume bit for bit; and the trained model written as a
 //! sentence-transformers folder and a PEFT adapter.
 //!
-//! It calls the models crate for the network and the data crate for files;
-//! it knows nothing of the command line.
+//! Depends on models (the network), data (files, progress), eval (the
+//! evaluation during training) and search (the embedding cache type eval
+//! takes); it knows nothing of the command line.
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+mod error;
 pub mod export;
+pub mod log;
 pub mod loss;
 pub mod optim;
 pub mod plot;
@@ -24,4 +27,5 @@ pub mod step;
 pub mod trainer;
 
 pub use config::TrainConfig;
+pub use error::{Error, Result};
 pub use trainer::{Summary, train};

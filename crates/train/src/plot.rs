@@ -5,11 +5,12 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::trainer::StepMetrics;
+use crate::error::{Result, file, io};
+use crate::log::StepMetrics;
 
-pub fn write(metrics: &Path, output: &Path) -> Result<(), String> {
+pub fn write(metrics: &Path, output: &Path) -> Result<()> {
     let steps: Vec<StepMetrics> = std::fs::read_to_string(metrics)
-        .map_err(|e| format!("{}: {e}", metrics.display()))?
+        .map_err(io(metrics))?
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
@@ -38,8 +39,8 @@ pub fn write(metrics: &Path, output: &Path) -> Result<(), String> {
 /// A named line: (label, points, colour).
 type Series<'a> = (&'a str, &'a Vec<(f64, f64)>, &'a RGBColor);
 
-fn chart(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
-    let e = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+fn chart(path: &Path, title: &str, series: &[Series]) -> Result<()> {
+    let e = |e: &dyn std::fmt::Display| file(path)(e.to_string());
     let points = series.iter().flat_map(|(_, s, _)| s.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in points {

@@ -7,7 +7,7 @@
 //! Every random choice is a pure function of (seed, epoch, batch, record), so
 //! a run resumed at any batch continues exactly as an uninterrupted one.
 
-use reasonembed_models::nn::splitmix64;
+use reasonembed_models::ops::splitmix64;
 
 use crate::data::Domain;
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Result, Tensor, Var};
-use reasonembed_models::nn::{seed_dropout, splitmix64};
+use reasonembed_models::ops::{seed_dropout, splitmix64};
 use reasonembed_models::{Embedder, Mode};
 
 use crate::loss::{BatchEmbeddings, Loss, LossKind, LossOutput};

@@ -7,39 +7,22 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
+use reasonembed_data::Progress;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
-use reasonembed_models::nn::splitmix64;
+use reasonembed_models::ops::splitmix64;
 use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, LoraConfig, ModelFolder, Prompt, Side, Trainable};
-use reasonembed_search::Progress;
 use reasonembed_search::cache::EmbeddingCache;
-use serde::Serialize;
 
 use crate::checkpoint::{self, State};
 use crate::config::{Finetune, LossName, TrainConfig};
 use crate::data::{self, Domain};
+use crate::error::{Error, Result, io};
 use crate::export;
+use crate::log::{StepMetrics, open_log};
 use crate::loss::Loss;
 use crate::optim::{AdamW, AdamWConfig, clip_grad_norm, linear_schedule, warmup_steps};
 use crate::sampler::{PlannedBatch, plan_epoch, sample_group};
 use crate::step::{StepBatch, StepOptions, gradients};
-
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct StepMetrics {
-    pub step: u64,
-    pub epoch: u64,
-    pub domain: String,
-    /// The loss back-propagated (weighted under Redapter).
-    pub loss: f64,
-    /// The plain mean of the per-query losses.
-    pub mean_loss: f64,
-    pub learning_rate: f64,
-    pub grad_norm: f64,
-    /// Raw reasoning intensity over the batch: min, mean, median, max.
-    pub ri: Option<[f64; 4]>,
-    pub passages: usize,
-    pub seconds: f64,
-}
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -49,12 +32,6 @@ pub struct Summary {
     pub skipped_records: usize,
     pub model_dir: Option<PathBuf>,
     pub adapter_dir: Option<PathBuf>,
-}
-
-pub type Error = String;
-
-fn err(e: impl std::fmt::Display) -> Error {
-    e.to_string()
 }
 
 /// How a run treats what is already in its output folder.
@@ -87,7 +64,7 @@ pub fn train(
     start_mode: Start,
     stop_after: Option<u64>,
     progress: &mut dyn Progress,
-) -> Result<Summary, Error> {
+) -> Result<Summary> {
     cfg.validate()?;
     prepare_output(&cfg.output, start_mode)?;
     // Open the evaluation data now: a wrong path must fail before step 1, not after the last.
@@ -95,14 +72,13 @@ pub fn train(
         .eval_data
         .as_ref()
         .map(|dir| reasonembed_data::BeirDataset::open(dir, &cfg.eval_split))
-        .transpose()
-        .map_err(err)?;
+        .transpose()?;
     if eval_set.is_some() && cfg.eval_split == "test" {
         tracing::warn!(
             "evaluating on the test split during training: report it, but do not pick checkpoints by it (use a dev split)"
         );
     }
-    let folder = ModelFolder::open(&reasonembed_models::source::resolve(&cfg.model).map_err(err)?).map_err(err)?;
+    let folder = ModelFolder::open(&reasonembed_models::source::resolve(&cfg.model)?)?;
     let trainable = match cfg.finetune {
         Finetune::Full => Trainable::All,
         Finetune::Lora => Trainable::Lora(LoraConfig {
@@ -112,31 +88,31 @@ pub fn train(
             target_modules: cfg.lora_target_modules.clone(),
         }),
     };
-    let device = reasonembed_models::device::parse_device(&cfg.device).map_err(err)?;
-    let dtype = reasonembed_models::device::parse_dtype(cfg.dtype.as_deref(), &device).map_err(err)?;
+    let device = reasonembed_models::device::parse_device(&cfg.device)?;
+    let dtype = reasonembed_models::device::parse_dtype(cfg.dtype.as_deref(), &device)?;
     let options = EmbedderOptions {
         trainable,
         device: Some(device),
         dtype: Some(dtype),
         ..Default::default()
     };
-    let mut embedder = Embedder::load(&folder, options).map_err(err)?;
+    let mut embedder = Embedder::load(&folder, options)?;
     let rules = data::Rules {
         need_reasoning: cfg.loss == LossName::Redapter,
         skip_invalid: cfg.skip_invalid,
         batch_size: cfg.batch_size,
         group_size: cfg.group_size,
     };
-    let (domains, skipped) = data::load(&cfg.data, &rules).map_err(err)?;
+    let (domains, skipped) = data::load(&cfg.data, &rules)?;
     for (reason, n) in &skipped.reasons {
         tracing::warn!("skipped {n} invalid record(s): {reason}");
     }
     let per_epoch = plan_epoch(&domains, cfg.seed, 0).len() as u64;
     if per_epoch == 0 {
-        return Err(format!(
+        return Err(Error::Run(format!(
             "no complete batch: every domain has fewer records than its batch size ({}); lower --batch-size",
             cfg.batch_size
-        ));
+        )));
     }
     let mut total = per_epoch * cfg.epochs;
     if cfg.max_steps > 0 {
@@ -144,7 +120,7 @@ pub fn train(
     }
     let warmup = warmup_steps(total, cfg.warmup_ratio);
     let params = embedder.trainable_vars();
-    init_lora(&params, cfg.seed).map_err(err)?;
+    init_lora(&params, cfg.seed)?;
     let mut optimizer = AdamW::new(AdamWConfig {
         weight_decay: cfg.weight_decay,
         ..Default::default()
@@ -161,10 +137,11 @@ pub fn train(
     {
         let state = checkpoint::load(&dir, &params, &mut optimizer)?;
         if !same_run(&state.config, cfg) {
-            return Err(format!(
-                "{}: the checkpoint was made with other settings; use another --output or the same configuration",
-                dir.display()
-            ));
+            return Err(Error::File {
+                path: dir,
+                message: "the checkpoint was made with other settings; use another --output or the same configuration"
+                    .into(),
+            });
         }
         start = state.step;
         resumed_from = Some(start);
@@ -195,19 +172,18 @@ pub fn train(
             plan = Some((epoch, plan_epoch(&domains, cfg.seed, epoch)));
         }
         let planned = &plan.as_ref().expect("planned above").1[(step % per_epoch) as usize];
-        let batch = materialize(&embedder, cfg, &domains, planned, [cfg.seed, epoch, step, 0]).map_err(err)?;
+        let batch = materialize(&embedder, cfg, &domains, planned, [cfg.seed, epoch, step, 0])?;
         let options = StepOptions {
             chunk: cfg.chunk_size,
             grad_cache: cfg.grad_cache,
             seed: cfg.seed ^ step.wrapping_mul(0x9E37_79B9),
         };
-        let (mut grads, out) = gradients(&embedder, &batch, &loss, step, &options).map_err(err)?;
+        let (mut grads, out) = gradients(&embedder, &batch, &loss, step, &options)?;
         let loss_value = out
             .loss
             .to_dtype(candle_core::DType::F64)
-            .and_then(|l| l.to_scalar::<f64>())
-            .map_err(err)?;
-        let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm).map_err(err)?;
+            .and_then(|l| l.to_scalar::<f64>())?;
+        let grad_norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
         if !(loss_value.is_finite() && grad_norm.is_finite()) {
             // The weights are still those before this step: keep them, then stop.
             let state = State {
@@ -216,16 +192,16 @@ pub fn train(
                 config: cfg.clone(),
             };
             let dir = checkpoint::save(&cfg.output, &params, &optimizer, &state)?;
-            return Err(format!(
+            return Err(Error::Run(format!(
                 "step {step}: the loss ({loss_value}) or its gradient norm ({grad_norm}) is not finite; \
                  stopped before updating the weights, which are saved in {} (lower the learning rate, \
                  raise the temperature, or check the data of domain '{}')",
                 dir.display(),
                 domains[planned.domain].name
-            ));
+            )));
         }
         let learning_rate = cfg.learning_rate * linear_schedule(step, warmup, total);
-        optimizer.step(&params, &grads, learning_rate).map_err(err)?;
+        optimizer.step(&params, &grads, learning_rate)?;
 
         let line = StepMetrics {
             step,
@@ -239,8 +215,8 @@ pub fn train(
             passages: batch.passages.len(),
             seconds: started.elapsed().as_secs_f64(),
         };
-        writeln!(metrics, "{}", serde_json::to_string(&line).expect("metrics serialise")).map_err(err)?;
-        metrics.flush().map_err(err)?;
+        writeln!(metrics, "{}", serde_json::to_string(&line).expect("metrics serialise")).map_err(io(&metrics_path))?;
+        metrics.flush().map_err(io(&metrics_path))?;
         progress.update(step as usize + 1);
         progress.message(&status(&line));
         let finished = step + 1;
@@ -298,7 +274,7 @@ fn evaluate(
     cfg: &TrainConfig,
     step: u64,
     progress: &mut dyn Progress,
-) -> Result<Embedder, Error> {
+) -> Result<Embedder> {
     let prompt = Prompt::Text(cfg.query_prompt(&cfg.instruction));
     let retriever = Retriever::Dense(Box::new(DenseRetriever {
         embedder,
@@ -312,7 +288,7 @@ fn evaluate(
     let Retriever::Dense(dense) = retriever else {
         unreachable!("built as dense above")
     };
-    let result = result.map_err(err)?;
+    let result = result?;
     tracing::info!(
         "step {step}: {split} nDCG@10 {:.4}",
         result.metrics.get("ndcg_cut_10").copied().unwrap_or(0.0)
@@ -323,23 +299,25 @@ fn evaluate(
         .create(true)
         .append(true)
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    writeln!(file, "{line}").map_err(err)?;
+        .map_err(io(&path))?;
+    writeln!(file, "{line}").map_err(io(&path))?;
     Ok(dense.embedder)
 }
 
 /// Makes the output folder ready for a run starting as `start` says: a fresh
 /// run refuses a folder holding another run's outputs, an overwriting run
 /// removes them.
-fn prepare_output(output: &Path, start: Start) -> Result<(), Error> {
+fn prepare_output(output: &Path, start: Start) -> Result<()> {
     let present: Vec<&str> = OUTPUTS.iter().copied().filter(|n| output.join(n).exists()).collect();
     match start {
         Start::Fresh if !present.is_empty() => {
-            return Err(format!(
-                "{}: holds an earlier run ({}); continue it with --resume, replace it with --overwrite, or choose another --output",
-                output.display(),
-                present.join(", ")
-            ));
+            return Err(Error::File {
+                path: output.into(),
+                message: format!(
+                    "holds an earlier run ({}); continue it with --resume, replace it with --overwrite, or choose another --output",
+                    present.join(", ")
+                ),
+            });
         }
         Start::Overwrite => {
             for name in present {
@@ -349,12 +327,12 @@ fn prepare_output(output: &Path, start: Start) -> Result<(), Error> {
                 } else {
                     std::fs::remove_file(&path)
                 };
-                removed.map_err(|e| format!("{}: {e}", path.display()))?;
+                removed.map_err(io(&path))?;
             }
         }
         _ => {}
     }
-    std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))
+    std::fs::create_dir_all(output).map_err(io(output))
 }
 
 /// Draws every LoRA `A` again from `seed` (PEFT's Kaiming-uniform bound
@@ -387,33 +365,6 @@ fn same_run(saved: &TrainConfig, current: &TrainConfig) -> bool {
         ..c.clone()
     };
     strip(saved) == strip(current)
-}
-
-/// A log of steps (`metrics.jsonl`, `eval.jsonl`) opened for appending,
-/// keeping only the lines of steps before `start` (a killed run may have
-/// logged steps that its last checkpoint does not hold).
-fn open_log(path: &Path, start: u64) -> Result<std::fs::File, Error> {
-    let step_of = |line: &str| {
-        serde_json::from_str::<serde_json::Value>(line)
-            .ok()?
-            .get("step")?
-            .as_u64()
-    };
-    let kept: Vec<String> = std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| step_of(l).is_some_and(|step| step < start))
-        .map(str::to_string)
-        .collect();
-    let mut text = kept.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    reasonembed_data::atomic::write(path, text.as_bytes()).map_err(err)?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn stats(values: &[f64]) -> [f64; 4] {

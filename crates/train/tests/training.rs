@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use reasonembed_data::Silent;
 use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, LoraConfig, Prompt, Trainable};
-use reasonembed_search::Silent;
 use reasonembed_train::config::{Finetune, LossName};
 use reasonembed_train::loss::{Loss, LossKind, RedapterConfig};
 use reasonembed_train::step::{StepBatch, StepOptions, gradients};

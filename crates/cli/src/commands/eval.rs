@@ -3,19 +3,19 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use reasonembed_data::bright::{BrightData, LONG_TASKS, TASKS};
+use reasonembed_data::bright::BrightData;
 use reasonembed_data::{BeirDataset, trec};
-use reasonembed_eval::bright::{BrightOptions, evaluate_task, query_config};
+use reasonembed_eval::beir::BeirTask;
+use reasonembed_eval::bright::{self, BrightOptions, query_config};
 use reasonembed_eval::instructions::InstructionSet;
 use reasonembed_eval::report::Report;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
 use reasonembed_eval::trec_eval;
 use reasonembed_eval::{beir, published};
-use reasonembed_models::{Embedder, EncodeOptions, Prompt};
+use reasonembed_models::{Embedder, Prompt};
 use reasonembed_search::bm25::Bm25Params;
 use reasonembed_search::cache::EmbeddingCache;
 use serde_json::json;
@@ -178,7 +178,8 @@ struct BeirArgs {
     /// Query instruction, in the ReasonEmbed format.
     #[arg(long, conflicts_with = "prompt_name")]
     instruction: Option<String>,
-    /// The model's sentence-transformers prompt for queries.
+    /// The model's sentence-transformers prompt for queries, by name [default: its `query`
+    /// prompt, else its default prompt, if it has one].
     #[arg(long)]
     prompt_name: Option<String>,
 }
@@ -229,6 +230,9 @@ fn trec_eval(args: TrecArgs) -> Result<()> {
 
 /// The retriever `--model` asks for.
 fn retriever(args: &RunArgs) -> Result<Retriever> {
+    if args.top_k == 0 || args.batch_size == 0 {
+        bail!("--top-k and --batch-size must be at least 1");
+    }
     if args.model.model == "bm25" {
         return Ok(Retriever::Bm25(Bm25Params::default()));
     }
@@ -248,13 +252,6 @@ fn retriever(args: &RunArgs) -> Result<Retriever> {
     })))
 }
 
-fn model_json(retriever: &Retriever, spec: &str) -> serde_json::Value {
-    match retriever {
-        Retriever::Dense(d) => json!({ "spec": spec, "info": d.embedder.info() }),
-        Retriever::Bm25(p) => json!({ "spec": "bm25", "k1": p.k1, "b": p.b }),
-    }
-}
-
 fn out_dir(args: &RunArgs, benchmark: &str) -> PathBuf {
     args.out.clone().unwrap_or_else(|| {
         let slug: String = args
@@ -268,7 +265,6 @@ fn out_dir(args: &RunArgs, benchmark: &str) -> PathBuf {
 }
 
 fn bright(args: BrightArgs) -> Result<()> {
-    let start = Instant::now();
     let (root, revision) = match (&args.data, &args.revision) {
         (Some(dir), _) => (dir.clone(), None),
         (None, Some(rev)) => {
@@ -281,50 +277,17 @@ fn bright(args: BrightArgs) -> Result<()> {
         (None, None) => bail!("give the BRIGHT folder with --data DIR, or a Hub revision with --revision REV"),
     };
     let data = BrightData::open(&root)?;
-    let tasks: Vec<String> = if args.tasks.is_empty() {
-        let all: &[&str] = if args.long { &LONG_TASKS } else { &TASKS };
-        all.iter().map(|t| t.to_string()).collect()
-    } else {
-        args.tasks.clone()
-    };
     let options = BrightOptions {
-        tasks: tasks.clone(),
+        tasks: args.tasks.clone(),
         long: args.long,
         queries: query_config(&args.queries),
         instructions: InstructionSet::parse(&args.instructions).map_err(anyhow::Error::msg)?,
         top_k: args.run.top_k,
     };
     let retriever = retriever(&args.run)?;
-    let mut bars = Bars::new(args.run.quiet);
-    let mut results = Vec::new();
-    for task in &options.tasks {
-        bars.context = task.clone();
-        let result = evaluate_task(&retriever, &data, task, &options, &mut bars)
-            .with_context(|| format!("BRIGHT task '{task}'"))?;
-        eprintln!(
-            "{task}: nDCG@10 {:.4} over {} queries, {} documents ({} id collisions, {} distinct texts)",
-            result.metrics.get("ndcg_cut_10").copied().unwrap_or(0.0),
-            result.evaluated_queries,
-            result.corpus.distinct_ids,
-            result.corpus.id_collisions,
-            result.corpus.distinct_texts
-        );
-        results.push(result);
-    }
-    let settings = json!({
-        "long": options.long, "queries": options.queries, "instructions": options.instructions.name(), "top_k": options.top_k,
-        "query_max_length": args.run.query_max_length, "doc_max_length": args.run.doc_max_length, "batch_size": args.run.batch_size,
-        "tasks": tasks,
-    });
     let dataset = json!({ "name": "BRIGHT", "source": root.display().to_string(), "revision": revision });
-    let report = Report::new(
-        "BRIGHT",
-        model_json(&retriever, &args.run.model.model),
-        dataset,
-        settings,
-        results,
-        start.elapsed().as_secs_f64(),
-    );
+    let mut bars = Bars::new(args.run.quiet);
+    let report = bright::evaluate(&retriever, &data, &options, &args.run.model.model, dataset, &mut bars)?;
     finish(&report, &args.run, "bright")?;
     if let Some(name) = &args.compare {
         let rows = published::find(name);
@@ -339,35 +302,24 @@ fn bright(args: BrightArgs) -> Result<()> {
 }
 
 fn beir_eval(args: BeirArgs) -> Result<()> {
-    let start = Instant::now();
     let (dataset, source) = match (&args.data, &args.corpus, &args.queries, &args.qrels) {
         (Some(dir), ..) => (BeirDataset::open(dir, &args.split)?, dir.clone()),
         (None, Some(c), Some(q), Some(r)) => (BeirDataset::from_files(c, q, r)?, c.clone()),
         _ => bail!("give a BEIR folder with --data, or --corpus, --queries and --qrels"),
     };
-    let name = source
-        .file_stem()
-        .map_or("beir".into(), |n| n.to_string_lossy().into_owned());
+    let task = BeirTask {
+        name: source
+            .file_stem()
+            .map_or("beir".into(), |n| n.to_string_lossy().into_owned()),
+        source: source.display().to_string(),
+        split: args.split.clone(),
+        dataset,
+        top_k: args.run.top_k,
+    };
     let retriever = retriever(&args.run)?;
     let prompt = Prompt::from_flags(args.instruction.as_deref(), args.prompt_name.as_deref());
-    // The prompt the queries get, resolved now so that an unknown name fails before any work.
-    let query_prompt = match &retriever {
-        Retriever::Dense(d) => d.embedder.resolve(&EncodeOptions::query(prompt.clone()))?.prompt,
-        Retriever::Bm25(_) => String::new(),
-    };
     let mut bars = Bars::new(args.run.quiet);
-    let result = beir::evaluate(&retriever, &name, dataset, &prompt, args.run.top_k, &mut bars)?;
-    let settings = json!({ "split": args.split, "top_k": args.run.top_k, "query_prompt": query_prompt,
-        "query_max_length": args.run.query_max_length, "doc_max_length": args.run.doc_max_length });
-    let dataset = json!({ "name": name, "source": source.display().to_string() });
-    let report = Report::new(
-        "BEIR",
-        model_json(&retriever, &args.run.model.model),
-        dataset,
-        settings,
-        vec![result],
-        start.elapsed().as_secs_f64(),
-    );
+    let report = beir::report(&retriever, &args.run.model.model, task, &prompt, &mut bars)?;
     for (k, v) in &report.tasks[0].metrics {
         println!("{k:<22}\t{v:.4}");
     }

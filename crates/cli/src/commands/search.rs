@@ -42,7 +42,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "prompt_name")]
     pub instruction: Option<String>,
 
-    /// The model's sentence-transformers prompt for queries (e.g. query).
+    /// The model's sentence-transformers prompt for queries, by name [default: its `query`
+    /// prompt, else its default prompt, if it has one].
     #[arg(long)]
     pub prompt_name: Option<String>,
 

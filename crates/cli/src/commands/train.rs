@@ -153,7 +153,7 @@ struct Settings {
 
 pub fn run(args: Args) -> Result<()> {
     let overrides = serde_json::to_value(&args.settings).expect("settings serialise");
-    let cfg = TrainConfig::resolve(args.config.as_deref(), overrides).map_err(|e| anyhow!(e))?;
+    let cfg = TrainConfig::resolve(args.config.as_deref(), overrides)?;
     if args.print_config {
         print!("{}", cfg.to_toml());
         return Ok(());
@@ -168,7 +168,7 @@ pub fn run(args: Args) -> Result<()> {
         (false, true) => Start::Overwrite,
         (false, false) => Start::Fresh,
     };
-    let summary = reasonembed_train::train(&cfg, start, None, &mut Bars::new(args.quiet)).map_err(|e| anyhow!(e))?;
+    let summary = reasonembed_train::train(&cfg, start, None, &mut Bars::new(args.quiet))?;
     if summary.skipped_records > 0 {
         eprintln!(
             "skipped {} invalid records (see the warnings above)",

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use reasonembed_search::Progress;
+use reasonembed_data::Progress;
 use regex::Regex;
 use serde_json::{Value, json};
 

@@ -2,7 +2,7 @@
 //! passage belong to the domain?" for each eligible source document of the
 //! domains that ask for it; only "yes" documents become sources.
 
-use reasonembed_search::Progress;
+use reasonembed_data::Progress;
 use serde_json::{Value, json};
 
 use super::fields;

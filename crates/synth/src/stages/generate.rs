@@ -3,7 +3,7 @@
 //! weighted lists, written by the generator under the domain's prompt.
 
 use rand::Rng;
-use reasonembed_search::Progress;
+use reasonembed_data::Progress;
 use serde_json::json;
 
 use super::{fields, text_answer};

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 
 use rand::seq::SliceRandom;
 use reasonembed_data::Document;
+use reasonembed_data::Progress;
 use reasonembed_models::{Embedder, EncodeOptions, Prompt};
-use reasonembed_search::Progress;
 use reasonembed_search::cache::EmbeddingCache;
 use reasonembed_search::topk;
 use serde::Serialize;

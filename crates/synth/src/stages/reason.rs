@@ -4,7 +4,7 @@
 //! problem, reason step by step, draft an answer"; the whole answer is q′.
 //! The model and prompt are recorded with each q′.
 
-use reasonembed_search::Progress;
+use reasonembed_data::Progress;
 use serde_json::json;
 
 use super::{fields, text_answer};

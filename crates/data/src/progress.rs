@@ -10,6 +10,8 @@ pub trait Progress {
     fn finish(&mut self);
     /// A status line for the current phase (e.g. the loss).
     fn message(&mut self, _message: &str) {}
+    /// What the following phases belong to (e.g. a benchmark task); "" for nothing.
+    fn context(&mut self, _context: &str) {}
 }
 
 /// Reports nothing.
