@@ -146,9 +146,10 @@ struct BrightArgs {
     /// Query variant: original, or a reasoning config such as gpt4_reason.
     #[arg(long, default_value = "original")]
     queries: String,
-    /// Query instructions: reasonembed, bright, bright-bge, none, or a JSON file of task → instruction.
-    #[arg(long, default_value = "reasonembed")]
-    instructions: String,
+    /// Query instructions: reasonembed, bright, bright-bge, none, or a JSON file of task → instruction
+    /// [default: reasonembed; none for bm25, which BRIGHT runs without instructions].
+    #[arg(long)]
+    instructions: Option<String>,
     /// Print our numbers beside a published row (name or part of it, e.g. "ReasonIR").
     #[arg(long)]
     compare: Option<String>,
@@ -277,11 +278,18 @@ fn bright(args: BrightArgs) -> Result<()> {
         (None, None) => bail!("give the BRIGHT folder with --data DIR, or a Hub revision with --revision REV"),
     };
     let data = BrightData::open(&root)?;
+    // BRIGHT's BM25 takes no instruction.
+    let default_instructions = if args.run.model.model == "bm25" {
+        "none"
+    } else {
+        "reasonembed"
+    };
+    let instructions = args.instructions.as_deref().unwrap_or(default_instructions);
     let options = BrightOptions {
         tasks: args.tasks.clone(),
         long: args.long,
         queries: query_config(&args.queries),
-        instructions: InstructionSet::parse(&args.instructions).map_err(anyhow::Error::msg)?,
+        instructions: InstructionSet::parse(instructions).map_err(anyhow::Error::msg)?,
         top_k: args.run.top_k,
     };
     let retriever = retriever(&args.run)?;

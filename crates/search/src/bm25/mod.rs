@@ -1,25 +1,30 @@
 //! Query-side BM25 exactly as BRIGHT computes its BM25 baseline (gensim's
-//! `LuceneBM25Model` over Pyserini's English analysis): the query is weighted
+//! `LuceneBM25Model` over pyserini's English analysis): the query is weighted
 //! like a document and the score is the dot product of the two weight vectors.
 //!
-//! * analysis: Unicode word segmentation (UAX #29, as Lucene's
-//!   StandardTokenizer), lower-casing, English possessive `'s` removed,
-//!   Lucene's English stop words, Porter stemming;
+//! * analysis: [`analysis`], Lucene's StandardTokenizer, English possessive
+//!   filter, lower-casing, English stop words and Porter stemmer ([`porter`]);
 //! * `idf(t) = ln(N + 1) − ln(df(t) + 0.5)`;
-//! * `w(t) = idf(t) · tf / (tf + k1 · (1 − b + b · len / avgdl))`, k1 = 0.9,
+//! * `w(t) = idf(t) · (tf / (tf + k1 · (1 − b + b · len / avgdl)))`, k1 = 0.9,
 //!   b = 0.4, with the corpus `avgdl` for queries too and `len` the number of
 //!   in-vocabulary tokens; query tokens outside the corpus vocabulary are dropped.
+//!
+//! The arithmetic is gensim's and scipy's, so scores are the same float32
+//! values bit for bit: weights in float64 (same operation order), rounded to
+//! float32; the score is a float32 sum of float32 products, taken in
+//! ascending gensim term id (a gensim `Dictionary` numbers the new terms of
+//! each document in code-point order, document after document). Checked
+//! against BRIGHT's own code by `scripts/make_bm25_goldens.py`.
 
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use unicode_segmentation::UnicodeSegmentation;
 
-/// Lucene's `EnglishAnalyzer.ENGLISH_STOP_WORDS_SET`.
-const STOP_WORDS: [&str; 33] = [
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
-    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
-];
+pub mod analysis;
+pub mod porter;
+mod tables;
+
+pub use analysis::analyze;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bm25Params {
@@ -32,25 +37,6 @@ impl Default for Bm25Params {
     fn default() -> Self {
         Self { k1: 0.9, b: 0.4 }
     }
-}
-
-/// Lower-cased, possessive-stripped, stop-word-filtered words, not yet stemmed.
-fn words(text: &str) -> Vec<String> {
-    text.unicode_words()
-        .map(|w| {
-            let w = w.to_lowercase();
-            match w.strip_suffix("'s").or_else(|| w.strip_suffix("’s")) {
-                Some(stem) => stem.to_string(),
-                None => w,
-            }
-        })
-        .filter(|w| !w.is_empty() && !STOP_WORDS.contains(&w.as_str()))
-        .collect()
-}
-
-/// The analysed terms of `text`, as the index would see them.
-pub fn analyze(text: &str) -> Vec<String> {
-    words(text).iter().map(|w| porter_stemmer::stem(w)).collect()
 }
 
 pub struct Bm25Index {
@@ -67,25 +53,23 @@ pub struct Bm25Index {
 impl Bm25Index {
     pub fn build(docs: &[&str], params: Bm25Params) -> Self {
         let mut vocab: HashMap<String, u32> = HashMap::new();
-        // Raw word → term id, so each distinct word is stemmed once.
-        let mut stems: HashMap<String, u32> = HashMap::new();
         let mut doc_terms: Vec<Vec<(u32, u32)>> = Vec::with_capacity(docs.len());
         let mut lengths = Vec::with_capacity(docs.len());
         for chunk in docs.chunks(4096) {
-            let analysed: Vec<Vec<String>> = chunk.par_iter().map(|d| words(d)).collect();
+            let analysed: Vec<Vec<String>> = chunk.par_iter().map(|d| analyze(d)).collect();
             for doc in analysed {
+                // gensim's Dictionary: a document's new terms get the next ids
+                // in code-point order.
+                let mut fresh: Vec<&String> = doc.iter().filter(|t| !vocab.contains_key(*t)).collect();
+                fresh.sort_unstable();
+                fresh.dedup();
+                for term in fresh {
+                    let id = vocab.len() as u32;
+                    vocab.insert(term.clone(), id);
+                }
                 let mut tf: HashMap<u32, u32> = HashMap::new();
-                for word in &doc {
-                    let id = match stems.get(word) {
-                        Some(&id) => id,
-                        None => {
-                            let next = vocab.len() as u32;
-                            let id = *vocab.entry(porter_stemmer::stem(word)).or_insert(next);
-                            stems.insert(word.clone(), id);
-                            id
-                        }
-                    };
-                    *tf.entry(id).or_default() += 1;
+                for term in &doc {
+                    *tf.entry(vocab[term]).or_default() += 1;
                 }
                 lengths.push(doc.len());
                 doc_terms.push(tf.into_iter().collect());
@@ -120,7 +104,12 @@ impl Bm25Index {
         }
     }
 
-    /// The query's term weights (in-vocabulary terms only).
+    /// The number of distinct terms (gensim's `len(dictionary)`).
+    pub fn num_terms(&self) -> usize {
+        self.vocab.len()
+    }
+
+    /// The query's term weights (in-vocabulary terms only), in ascending term id.
     pub fn query_weights(&self, query: &str) -> Vec<(u32, f64)> {
         let mut tf: HashMap<u32, u32> = HashMap::new();
         for term in analyze(query) {
@@ -142,20 +131,24 @@ impl Bm25Index {
         weights
     }
 
-    /// The score of every document for `query`.
+    /// The score of every document for `query`: scipy's float32 sparse
+    /// product, i.e. per document a float32 sum in ascending term id of
+    /// float32(w_d) · float32(w_q).
     pub fn scores(&self, query: &str) -> Vec<f32> {
-        let mut scores = vec![0f64; self.num_docs];
+        let mut scores = vec![0f32; self.num_docs];
         for (t, wq) in self.query_weights(query) {
+            let wq = wq as f32;
             for &(doc, wd) in &self.postings[t as usize] {
-                scores[doc as usize] += wq * wd as f64;
+                scores[doc as usize] += wd * wq;
             }
         }
-        scores.into_iter().map(|s| s as f32).collect()
+        scores
     }
 }
 
+/// gensim's `LuceneBM25Model.get_term_weights`, in its order of operations.
 fn weight(idf: f64, tf: f64, len: f64, avgdl: f64, p: Bm25Params) -> f64 {
-    idf * tf / (tf + p.k1 * (1.0 - p.b + p.b * len / avgdl))
+    idf * (tf / (tf + p.k1 * (1.0 - p.b + p.b * len / avgdl)))
 }
 
 #[cfg(test)]
