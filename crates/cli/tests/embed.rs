@@ -411,10 +411,11 @@ fn train_adapter(dir: &Path, cache: &Path) -> PathBuf {
 }
 
 /// A LoRA adapter is part of the model's identity: vectors cached for the base
-/// model are never served for the adapted one (nor the other way round), and a
-/// retrained adapter in the same folder is not served its predecessor's vectors.
+/// model are never served for the adapted one (nor the other way round) by
+/// `embed`, `search` or `eval`, and a retrained adapter in the same folder is
+/// not served its predecessor's vectors.
 #[test]
-fn cached_vectors_follow_the_adapter() {
+fn every_cache_and_index_follows_the_adapter() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let adapter = train_adapter(dir.path(), &cache);
@@ -462,6 +463,68 @@ fn cached_vectors_follow_the_adapter() {
         max_diff(&retrained, &adapted) > 1e-4,
         "stale vectors of the old adapter were served"
     );
+
+    // `search` (its default index in the cache) and `eval beir` (the embedding cache) too.
+    let corpus = dir.path().join("corpus.jsonl");
+    let lines: Vec<String> = TEXTS
+        .lines()
+        .enumerate()
+        .map(|(i, t)| serde_json::json!({"_id": format!("d{i}"), "text": t}).to_string())
+        .collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let search = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["search", "--quiet", "--json", "-k", "4", "--model", &model, "--corpus"];
+        args.push(corpus.to_str().unwrap());
+        args.extend_from_slice(extra);
+        args.push("insects and light");
+        let out = reasonembed_cached(&cache, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let scores = |v: &serde_json::Value| -> Vec<f64> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["score"].as_f64().unwrap())
+            .collect()
+    };
+    let base_hits = scores(&search(&[]));
+    let adapted_hits = scores(&search(&["--adapter", adapter.to_str().unwrap()]));
+    assert_ne!(base_hits, adapted_hits, "search reused the base model's index");
+    assert_eq!(scores(&search(&[])), base_hits);
+
+    let queries = dir.path().join("queries.jsonl");
+    std::fs::write(&queries, "{\"_id\": \"q1\", \"text\": \"insects and light\"}\n").unwrap();
+    let qrels = dir.path().join("qrels.tsv");
+    std::fs::write(&qrels, "query-id\tcorpus-id\tscore\nq1\td1\t1\n").unwrap();
+    let eval = |extra: &[&str], out: &str| -> String {
+        let folder = dir.path().join(out);
+        let mut args = vec![
+            "eval",
+            "beir",
+            "--quiet",
+            "--model",
+            &model,
+            "--corpus",
+            corpus.to_str().unwrap(),
+        ];
+        args.extend([
+            "--queries",
+            queries.to_str().unwrap(),
+            "--qrels",
+            qrels.to_str().unwrap(),
+        ]);
+        args.extend(["--out", folder.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let out = reasonembed_cached(&cache, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // The run file holds the scores, which follow the vectors.
+        std::fs::read_to_string(folder.join("runs/corpus.trec")).unwrap()
+    };
+    let base_eval = eval(&[], "eval-base");
+    let adapted_eval = eval(&["--adapter", adapter.to_str().unwrap()], "eval-adapted");
+    assert_ne!(base_eval, adapted_eval, "eval reused the base model's vectors");
 }
 
 /// `embed X -o X` would replace its own input with vectors: refused, input intact.
