@@ -1,14 +1,20 @@
 //! The HTTP layer: OpenAI's `POST /v1/embeddings` and text-embeddings-
-//! inference's `POST /embed`, `GET /health` and `GET /info`, and `POST /search`
-//! over an index built by `reasonembed search`, with bearer-token
-//! auth, a payload limit, a cap on inputs per request and on concurrent
-//! requests (429 beyond it), and JSON errors with their status codes.
+//! inference's `POST /embed` (also at `POST /`, TEI's root route, where its
+//! official client posts), `GET /health` (also `GET /`) and `GET /info`,
+//! `GET /metrics`, and `POST /search` over an index built by `reasonembed
+//! search`, with bearer-token auth on every route but the health probes, a
+//! deadline and a size limit on request bodies, a cap on inputs per request
+//! and on concurrent requests (429 beyond it), and JSON errors with their
+//! status codes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,6 +23,8 @@ use reasonembed_models::pooling::l2_normalize_vec;
 use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::SearchIndex;
@@ -25,24 +33,34 @@ use crate::metrics::Metrics;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Padded tokens per inference batch.
+    /// Padded tokens per inference batch (a request may span several).
     pub max_batch_tokens: usize,
     pub payload_bytes: usize,
-    pub max_inputs: usize,
+    /// Inputs per request to TEI's `/embed` and `/`.
+    pub max_client_batch_size: usize,
+    /// Inputs per request to OpenAI's `/v1/embeddings`.
+    pub max_openai_inputs: usize,
     pub max_concurrent: usize,
     /// Cut inputs longer than the model's max length (else 413).
     pub auto_truncate: bool,
+    /// Time a client has to send a request's headers (from the connection
+    /// opening or going idle), and then its body.
+    pub read_timeout: Duration,
 }
 
 impl Default for Limits {
-    /// text-embeddings-inference's defaults.
+    /// text-embeddings-inference's defaults, OpenAI's 2,048 inputs per
+    /// request, and nginx's keep-alive timeout (75 s: longer than a load
+    /// balancer's usual 60 s idle timeout, so the balancer closes first).
     fn default() -> Self {
         Self {
             max_batch_tokens: 16_384,
             payload_bytes: 2_000_000,
-            max_inputs: 32,
+            max_client_batch_size: 32,
+            max_openai_inputs: 2048,
             max_concurrent: 512,
             auto_truncate: true,
+            read_timeout: Duration::from_secs(75),
         }
     }
 }
@@ -69,6 +87,8 @@ struct AppState {
     models: BTreeMap<String, Served>,
     metrics: Arc<Metrics>,
     settings: Settings,
+    /// SHA-256 of the API key, when there is one (see [`bearer_matches`]).
+    key_digest: Option<[u8; 32]>,
     permits: Semaphore,
     index: Option<Arc<SearchIndex>>,
 }
@@ -81,26 +101,82 @@ pub fn router(
 ) -> Router {
     let payload = settings.limits.payload_bytes;
     let permits = Semaphore::new(settings.limits.max_concurrent);
+    let key_digest = settings.api_key.as_ref().map(|key| Sha256::digest(key).into());
     let state = Arc::new(AppState {
         models,
         metrics,
         settings,
+        key_digest,
         permits,
         index: index.map(Arc::new),
     });
-    Router::new()
+    // The key is checked before the body is read, so that a client without
+    // it cannot make the server buffer a body.
+    let api = Router::new()
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/embed", post(tei_embed))
+        // TEI's root route for embedding models, where its official client posts.
+        .route("/", post(tei_embed))
         .route("/search", post(search))
-        .route("/health", get(|| async { StatusCode::OK }))
         .route("/info", get(info))
         .route(
             "/metrics",
             get(|State(state): State<Arc<AppState>>| async move { state.metrics.render() }),
         )
+        .route_layer(from_fn_with_state(state.clone(), read_body))
+        .route_layer(from_fn_with_state(state.clone(), require_key));
+    // Health probes answer without the key (load balancers and orchestrators
+    // probe without credentials); `GET /` is TEI's.
+    let probes = Router::new()
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/", get(|| async { StatusCode::OK }));
+    api.merge(probes)
         .layer(DefaultBodyLimit::max(payload))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .layer(from_fn_with_state(state.clone(), count))
         .with_state(state)
+}
+
+/// Answers 401 unless the request carries the API key (when there is one).
+async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    match &state.key_digest {
+        Some(digest) if !bearer_matches(request.headers(), digest) => {
+            ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// Whether `Authorization` is `Bearer <key>`, the scheme in any case (RFC
+/// 9110 §11.1). The token's SHA-256 is compared with the key's in constant
+/// time, so that how long a wrong guess takes tells nothing of the key's
+/// bytes or length.
+fn bearer_matches(headers: &HeaderMap, key_digest: &[u8; 32]) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()) else {
+        return false;
+    };
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (scheme, token) = (&value[..space], value[space..].trim_ascii_start());
+    scheme.eq_ignore_ascii_case(b"bearer") && bool::from(Sha256::digest(token).as_slice().ct_eq(key_digest))
+}
+
+/// Reads the whole body within the read timeout (408 after it), so that a
+/// client trickling its body in cannot hold a connection indefinitely; the
+/// handlers then parse it from memory. Over the payload limit: 413.
+async fn read_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let deadline = state.settings.limits.read_timeout;
+    let read = Bytes::from_request(Request::from_parts(parts.clone(), body), &());
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(Err(rejection)) => ApiError(rejection.status(), rejection.body_text()).into_response(),
+        Err(_) => ApiError(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", deadline.as_secs_f64()),
+        )
+        .into_response(),
+    }
 }
 
 /// Counts every answer, and the errors among them, for `/metrics`.
@@ -134,8 +210,8 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::UNPROCESSABLE_ENTITY, message.into())
 }
 
-/// A string or a list of strings.
-fn inputs(value: &Value, field: &str) -> Result<Vec<String>, ApiError> {
+/// A string or a list of at most `max` strings.
+fn inputs(value: &Value, field: &str, max: usize) -> Result<Vec<String>, ApiError> {
     let texts = match value {
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items
@@ -148,28 +224,37 @@ fn inputs(value: &Value, field: &str) -> Result<Vec<String>, ApiError> {
     if texts.is_empty() || texts.iter().any(|t| t.is_empty()) {
         return Err(bad(format!("'{field}' must hold non-empty texts")));
     }
+    if texts.len() > max {
+        return Err(bad(format!(
+            "'{field}' has {} texts; at most {max} per request",
+            texts.len()
+        )));
+    }
     Ok(texts)
 }
 
-impl AppState {
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(key) = &self.settings.api_key else {
-            return Ok(());
-        };
-        let given = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given == Some(key.as_str()) {
-            Ok(())
-        } else {
-            Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token".into(),
-            ))
+/// The length vectors are cut to: `dimensions` (Matryoshka) when asked, checked
+/// against the model's `dims` before any inference.
+fn output_dimensions(dimensions: Option<usize>, dims: usize) -> Result<usize, ApiError> {
+    match dimensions {
+        Some(d) if d == 0 || d > dims => Err(bad(format!("dimensions must be between 1 and {dims}"))),
+        Some(d) => Ok(d),
+        None => Ok(dims),
+    }
+}
+
+/// `vectors` cut to `dims`, then L2-normalised when `normalize` (so a cut
+/// vector is a unit vector again), in text-embeddings-inference's order.
+fn finish(vectors: &mut [Vec<f32>], dims: usize, normalize: bool) {
+    for v in vectors {
+        v.truncate(dims);
+        if normalize {
+            l2_normalize_vec(v);
         }
     }
+}
 
+impl AppState {
     /// The model a request names (the default when it names none).
     fn model(&self, name: Option<&str>) -> Result<&Served, ApiError> {
         let name = name.unwrap_or(&self.settings.model_name);
@@ -191,13 +276,6 @@ impl AppState {
         options: &EncodeOptions,
         truncate: bool,
     ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
-        if texts.len() > self.settings.limits.max_inputs {
-            return Err(bad(format!(
-                "{} inputs; at most {} per request",
-                texts.len(),
-                self.settings.limits.max_inputs
-            )));
-        }
         let _permit = self
             .permits
             .try_acquire()
@@ -233,14 +311,18 @@ struct OpenAiRequest {
 
 async fn openai_embeddings(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     body: Result<Json<OpenAiRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers)?;
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let model = state.model(request.model.as_deref())?;
-    let texts = inputs(&request.input, "input")?;
-    let (vectors, tokens) = state
+    let texts = inputs(&request.input, "input", state.settings.limits.max_openai_inputs)?;
+    let dims = output_dimensions(request.dimensions, model.embedder.dimensions())?;
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return Err(bad(format!("encoding_format '{other}' (float, base64)"))),
+    };
+    let (mut vectors, tokens) = state
         .embed(
             model,
             &texts,
@@ -248,21 +330,12 @@ async fn openai_embeddings(
             state.settings.limits.auto_truncate,
         )
         .await?;
-    let dims = model.embedder.dimensions();
-    let base64 = match request.encoding_format.as_deref() {
-        None | Some("float") => false,
-        Some("base64") => true,
-        Some(other) => return Err(bad(format!("encoding_format '{other}' (float, base64)"))),
-    };
-    if request.dimensions.is_some_and(|d| d == 0 || d > dims) {
-        return Err(bad(format!("dimensions must be between 1 and {dims}")));
-    }
+    // OpenAI's embeddings are unit vectors.
+    finish(&mut vectors, dims, true);
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
-        .map(|(index, mut v)| {
-            v.truncate(request.dimensions.unwrap_or(dims));
-            l2_normalize_vec(&mut v);
+        .map(|(index, v)| {
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
                 json!(base64::engine::general_purpose::STANDARD.encode(bytes))
@@ -282,20 +355,28 @@ struct TeiRequest {
     inputs: Value,
     normalize: Option<bool>,
     truncate: Option<bool>,
+    /// TEI's `left` or `right`; only `right` (the default) is served.
+    truncation_direction: Option<String>,
     prompt_name: Option<String>,
+    /// Matryoshka truncation, as in TEI.
+    dimensions: Option<usize>,
     /// Which model or adapter (an extension of TEI's shape); the default when absent.
     model: Option<String>,
 }
 
 async fn tei_embed(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     body: Result<Json<TeiRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers)?;
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let model = state.model(request.model.as_deref())?;
-    let texts = inputs(&request.inputs, "inputs")?;
+    let texts = inputs(&request.inputs, "inputs", state.settings.limits.max_client_batch_size)?;
+    let dims = output_dimensions(request.dimensions, model.embedder.dimensions())?;
+    match request.truncation_direction.as_deref() {
+        None | Some("right" | "Right") => {}
+        // Refused rather than ignored: the encode contract keeps the start of a text.
+        Some(other) => return Err(bad(format!("truncation_direction '{other}': only 'right' is served"))),
+    }
     let options = EncodeOptions {
         prompt: Prompt::from_flags(None, request.prompt_name.as_deref()),
         ..Default::default()
@@ -308,9 +389,8 @@ async fn tei_embed(
             request.truncate.unwrap_or(state.settings.limits.auto_truncate),
         )
         .await?;
-    if request.normalize.unwrap_or(state.settings.normalize_default) {
-        vectors.iter_mut().for_each(|v| l2_normalize_vec(v));
-    }
+    let normalize = request.normalize.unwrap_or(state.settings.normalize_default);
+    finish(&mut vectors, dims, normalize);
     Ok(Json(json!(vectors)))
 }
 
@@ -325,10 +405,8 @@ struct SearchRequest {
 /// The `k` passages of the index (`--index`) closest to the query.
 async fn search(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    state.authorize(&headers)?;
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
     let index = state.index.clone().ok_or_else(|| {
         ApiError(
@@ -366,8 +444,52 @@ async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "max_input_length": info.max_length,
         "pooling": info.pooling,
         "normalize": state.settings.normalize_default,
-        "max_client_batch_size": state.settings.limits.max_inputs,
+        "max_client_batch_size": state.settings.limits.max_client_batch_size,
         "max_concurrent_requests": state.settings.limits.max_concurrent,
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authorization(value: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, header::HeaderValue::from_bytes(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_exact() {
+        let key: [u8; 32] = Sha256::digest("secret").into();
+        for good in [
+            &b"Bearer secret"[..],
+            b"bearer secret",
+            b"BEARER secret",
+            b"Bearer   secret",
+        ] {
+            assert!(
+                bearer_matches(&authorization(good), &key),
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        for wrong in [
+            &b"Bearer secre"[..],
+            b"Bearer secrett",
+            b"Bearer Secret",
+            b"Basic secret",
+            b"Bearersecret",
+            b"secret",
+            b"Bearer ",
+        ] {
+            assert!(
+                !bearer_matches(&authorization(wrong), &key),
+                "{}",
+                String::from_utf8_lossy(wrong)
+            );
+        }
+        assert!(!bearer_matches(&HeaderMap::new(), &key));
+    }
 }

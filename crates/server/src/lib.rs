@@ -7,6 +7,7 @@
 //! knows nothing of the command line.
 
 pub mod api;
+mod conn;
 pub mod core;
 pub mod metrics;
 
@@ -46,7 +47,7 @@ impl SearchIndex {
     }
 }
 
-/// Serves on `addr` until Ctrl-C, finishing requests in flight.
+/// Serves on `addr` until SIGTERM or Ctrl-C, finishing requests in flight.
 /// `ready(addr)` is called once the socket listens (with the real port when
 /// `addr` asked for port 0).
 /// `models` are served by name (`settings.model_name` is the default), each
@@ -68,13 +69,12 @@ pub fn serve(
                 (name, api::Served { infer, embedder })
             })
             .collect();
+        let read_timeout = settings.limits.read_timeout;
         let app = api::router(served, metrics, settings, index);
+        let stop = conn::stop_signal()?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         ready(listener.local_addr()?);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+        conn::serve(listener, app, read_timeout, stop).await;
+        Ok(())
     })
 }

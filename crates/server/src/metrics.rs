@@ -22,7 +22,7 @@ impl Metrics {
         }
     }
 
-    /// One inference batch: its inputs and tokens, the time its requests
+    /// One inference batch: its inputs and tokens, the time its texts
     /// waited in the queue (summed) and the time the batch took.
     pub fn batch(&self, inputs: usize, tokens: usize, queued: std::time::Duration, inference: std::time::Duration) {
         self.batches.fetch_add(1, Ordering::Relaxed);
@@ -71,7 +71,7 @@ impl Metrics {
             ),
             (
                 "reasonembed_queue_seconds_total",
-                "time requests waited for a batch, summed",
+                "time texts waited for a batch, summed over texts",
                 seconds(&self.queue_micros).to_string(),
             ),
             (
