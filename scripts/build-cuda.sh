@@ -5,17 +5,28 @@
 #
 #   scripts/build-cuda.sh [VENV]       # VENV defaults to .venv-cuda; compute capability 90 (H100/H200)
 #
-# Environment: CUDA_COMPUTE_CAP (default 90), CUDARC_CUDA_VERSION (default 13040: cudarc 0.19
-# knows toolkits up to 13.4; the 13.5 wheels are compatible), CARGO_TARGET_DIR as usual.
+# Environment: CUDA_COMPUTE_CAP (default 90), CUDA_WHEELS (the toolkit's pip requirements; default:
+# CUDA 13.0, the versions PyTorch 2.11's cu130 wheels pin), CUDARC_CUDA_VERSION (default 13000,
+# matching), CARGO_TARGET_DIR as usual.
+#
+# Why 13.0: candle's kernels are compiled to PTX, which the driver compiles at run time, and a
+# driver loads only PTX of its own CUDA version or older (a 580 driver, CUDA 13.0, refuses the
+# PTX of nvcc 13.1 and later: CUDA_ERROR_UNSUPPORTED_PTX_VERSION). The lent H200s run driver 580,
+# and PyTorch 2.11 there brings exactly these cuBLAS / cudart / cuRAND / NVRTC libraries, which
+# the binary then uses (scripts/gpu_check.py finds them). For a newer driver, set CUDA_WHEELS to
+# newer wheels (unpinned names take the latest) and CUDARC_CUDA_VERSION to match (cudarc 0.19
+# knows toolkits up to 13.4; the 13.5 wheels are compatible with 13040).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${1:-.venv-cuda}
+CUDA_WHEELS=${CUDA_WHEELS:-"nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-cuda-runtime==13.0.96 \
+nvidia-cuda-cccl==13.0.85 nvidia-cublas==13.1.0.3 nvidia-cuda-nvrtc==13.0.88 nvidia-curand==10.4.0.35"}
 if [ ! -x "$VENV/bin/pip" ]; then python3 -m venv "$VENV"; fi
-"$VENV/bin/pip" install -q nvidia-cuda-nvcc nvidia-cuda-crt nvidia-cuda-runtime nvidia-cuda-cccl \
-    nvidia-cublas nvidia-cuda-nvrtc nvidia-curand
+# shellcheck disable=SC2086 # a list of requirements
+"$VENV/bin/pip" install -q $CUDA_WHEELS
 CUDA_ROOT=$("$VENV/bin/python" -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13"))')
 export CUDA_ROOT PATH="$CUDA_ROOT/bin:$PATH"
-export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13040} CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000} CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 
 # The wheels ship only versioned libraries; the linker wants the plain names.
 for lib in cublas cublasLt cudart curand nvrtc; do
