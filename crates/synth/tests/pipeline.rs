@@ -37,13 +37,19 @@ impl Llm for FakeLlm {
     fn concurrency(&self) -> usize {
         3
     }
+    /// Counts words as tokens: an answer longer than `max_tokens` is cut
+    /// there and flagged, as a real backend does.
     fn chat(&self, request: &Request) -> Result<Completion, LlmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let text = (self.script)(&request.messages[0].content)?;
+        let max = request.sampling.max_tokens;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let truncated = words.len() > max;
         Ok(Completion {
             prompt_tokens: 10,
-            completion_tokens: text.len(),
-            text,
+            completion_tokens: words.len().min(max),
+            text: if truncated { words[..max].join(" ") } else { text },
+            truncated,
         })
     }
 }
