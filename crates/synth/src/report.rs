@@ -14,7 +14,7 @@ use crate::run::{QueryItem, Run, Stage};
 use crate::runner::StageStats;
 use crate::stages::annotate::pair_id;
 use crate::stages::format::DomainFormat;
-use crate::store::StageFile;
+use crate::store::{Record, StageFile};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageStatus {
@@ -22,12 +22,16 @@ pub struct StageStatus {
     pub done: usize,
     pub total: usize,
     pub failed: usize,
+    /// The failed items whose answer was cut off (`max_tokens`, open `<think>`).
+    pub truncated: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LlmUsage {
     pub calls: usize,
     pub failed: usize,
+    /// The failed calls whose answer was cut off.
+    pub truncated: usize,
     pub parse_failures: usize,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -108,7 +112,11 @@ impl Files {
     }
 }
 
-fn candidates(record: &crate::store::Record) -> Vec<&str> {
+fn truncated(record: &Record) -> bool {
+    record.get("truncated").and_then(Value::as_bool) == Some(true)
+}
+
+fn candidates(record: &Record) -> Vec<&str> {
     record
         .get("candidates")
         .and_then(Value::as_array)
@@ -151,13 +159,15 @@ fn status_of(run: &Run, files: &Files) -> Vec<StageStatus> {
     for stage in Stage::ALL {
         let Some(file) = files.stage(stage) else { continue };
         let ids = planned.get(stage.name()).map_or(&[][..], Vec::as_slice);
+        let failed: Vec<&Record> = ids
+            .iter()
+            .filter_map(|id| file.get(id).filter(|r| r.contains_key("error")))
+            .collect();
         out.push(StageStatus {
             stage: stage.name(),
             done: ids.iter().filter(|id| file.is_done(id)).count(),
-            failed: ids
-                .iter()
-                .filter(|id| file.get(id).is_some_and(|r| r.contains_key("error")))
-                .count(),
+            failed: failed.len(),
+            truncated: failed.iter().filter(|r| truncated(r)).count(),
             total: ids.len(),
         });
     }
@@ -171,6 +181,7 @@ fn usage(file: &StageFile, runs: &[StageStats], stage: &str) -> LlmUsage {
         let count = |key: &str| llm.and_then(|l| l.get(key)).and_then(Value::as_u64).unwrap_or(0) as usize;
         u.calls += 1;
         u.failed += usize::from(r.contains_key("error"));
+        u.truncated += usize::from(truncated(r));
         u.parse_failures += usize::from(r.contains_key("parse_error"));
         u.prompt_tokens += count("prompt_tokens");
         u.completion_tokens += count("completion_tokens");
@@ -278,10 +289,13 @@ pub fn report(run: &Run) -> Result<Report> {
 impl Report {
     pub fn markdown(&self) -> String {
         let mut md = String::from(
-            "# ReMixer synthesis report\n\n## Stages\n\n| stage | done | total | failed |\n|---|---:|---:|---:|\n",
+            "# ReMixer synthesis report\n\n## Stages\n\n| stage | done | total | failed | of which truncated |\n|---|---:|---:|---:|---:|\n",
         );
         for s in &self.status {
-            md += &format!("| {} | {} | {} | {} |\n", s.stage, s.done, s.total, s.failed);
+            md += &format!(
+                "| {} | {} | {} | {} | {} |\n",
+                s.stage, s.done, s.total, s.failed, s.truncated
+            );
         }
         md += "\n## Domains\n\n| domain | sources | queries | dup./empty | q′ | mined | candidates/query (min–max) | padded | training queries | pos/query | neg/query | no pos | no neg |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
         for (name, d) in &self.domains {
@@ -312,12 +326,13 @@ impl Report {
             };
             md += &format!("| {name} | {count} |\n");
         }
-        md += "\n## LLM calls\n\n| stage | calls | failed | parse failures | prompt tokens | completion tokens | wall s | req/s | tokens/s | overhead |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n## LLM calls\n\n| stage | calls | failed | of which truncated | parse failures | prompt tokens | completion tokens | wall s | req/s | tokens/s | overhead |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (stage, u) in &self.llm {
             md += &format!(
-                "| {stage} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2}% |\n",
+                "| {stage} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2}% |\n",
                 u.calls,
                 u.failed,
+                u.truncated,
                 u.parse_failures,
                 u.prompt_tokens,
                 u.completion_tokens,
