@@ -297,10 +297,10 @@ impl Report {
                 s.stage, s.done, s.total, s.failed, s.truncated
             );
         }
-        md += "\n## Domains\n\n| domain | sources | queries | dup./empty | q′ | mined | candidates/query (min–max) | padded | training queries | pos/query | neg/query | no pos | no neg |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n## Domains\n\n| domain | sources | queries | dup./empty | q′ | mined | candidates/query (min–max) | padded | training queries | pos/query | neg/query | no pos | no neg | empty passages |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
         for (name, d) in &self.domains {
             md += &format!(
-                "| {name} | {} | {} | {} | {} | {} | {:.1} ({}–{}) | {} | {} | {:.1} | {:.1} | {} | {} |\n",
+                "| {name} | {} | {} | {} | {} | {} | {:.1} ({}–{}) | {} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
                 d.sources,
                 d.queries,
                 d.duplicate_or_empty,
@@ -315,6 +315,7 @@ impl Report {
                 d.negatives_per_query,
                 d.training.no_positive,
                 d.training.no_negative,
+                d.training.empty_passages,
             );
         }
         md += "\n## Labels\n\n| label | count |\n|---|---:|\n";

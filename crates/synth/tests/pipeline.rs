@@ -135,6 +135,11 @@ fn corpus(dir: &Path) -> PathBuf {
 }
 
 fn config(dir: &Path, extra: &str) -> SynthConfig {
+    config_with(dir, "candidates = 6\ndepth = 20", extra)
+}
+
+/// A config with `mine` in the `[mine]` table and `extra` after the domain's keys.
+fn config_with(dir: &Path, mine: &str, extra: &str) -> SynthConfig {
     corpus(dir);
     let tiny_bert = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-bert");
     let toml = format!(
@@ -143,8 +148,7 @@ seed = 7
 audit = true
 [mine]
 model = "{}"
-candidates = 6
-depth = 20
+{mine}
 [[domain]]
 name = "aero"
 corpus = "corpus.jsonl"
@@ -447,4 +451,47 @@ fn answers_cut_off_at_max_tokens_give_no_query_q_prime_or_score_and_are_retried(
         assert_eq!((s.done, s.failed), (s.total, 0), "{s:?}");
     }
     assert!(report.domains["aero"].training.kept > 0);
+}
+
+/// The whole corpus is ranked and kept: every document reaches a candidate
+/// list unless something keeps it out.
+const WIDE: &str = "candidates = 37\ndepth = 37";
+
+/// The passages of a training row: its positives and negatives.
+fn passages(row: &Value) -> Vec<&str> {
+    ["pos", "neg"]
+        .iter()
+        .flat_map(|k| row[*k].as_array().unwrap())
+        .map(|p| p.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn formatting_never_writes_an_empty_passage() {
+    let dir = tempfile::tempdir().unwrap();
+    pipeline(config_with(dir.path(), WIDE, ""), FakeLlm::new(good_script))
+        .run_all(&mut Silent)
+        .unwrap();
+    // d30 and d33 (positives, never sources) lose their text after mining.
+    let config = config_with(dir.path(), WIDE, "");
+    let corpus = dir.path().join("corpus.jsonl");
+    let edited: String = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(r#""_id":"d33""#))
+        .map(|l| match l.contains(r#""_id":"d30""#) {
+            true => "{\"_id\":\"d30\",\"text\":\"  \"}\n".to_string(),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert_eq!(edited.lines().count(), 36);
+    std::fs::write(&corpus, edited).unwrap();
+    let p = pipeline(config, FakeLlm::new(good_script));
+    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"].training.clone();
+    let rows = lines(&dir.path().join("run/train/aero.jsonl"));
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert!(passages(row).iter().all(|p| !p.trim().is_empty()), "{row}");
+    }
+    assert_eq!(training.empty_passages, 2 * training.queries);
 }
