@@ -58,6 +58,8 @@ pub struct DomainReport {
     pub candidates_min: usize,
     pub candidates_max: usize,
     pub padded: usize,
+    /// Documents named in `exclude_qrels` skipped while mining.
+    pub excluded: usize,
     /// Label → count (−1 = unparseable).
     pub labels: BTreeMap<i64, usize>,
     pub training: DomainFormat,
@@ -261,6 +263,7 @@ pub fn report(run: &Run) -> Result<Report> {
             d.candidates_min = d.candidates_min.min(list.len());
             d.candidates_max = d.candidates_max.max(list.len());
             d.padded += r.get("padded").and_then(Value::as_u64).unwrap_or(0) as usize;
+            d.excluded += r.get("excluded").and_then(Value::as_u64).unwrap_or(0) as usize;
             for doc in list {
                 let Some(label) = files.labels.get(&pair_id(id, doc)).filter(|l| !l.contains_key("error")) else {
                     continue;
@@ -297,10 +300,10 @@ impl Report {
                 s.stage, s.done, s.total, s.failed, s.truncated
             );
         }
-        md += "\n## Domains\n\n| domain | sources | queries | dup./empty | q′ | mined | candidates/query (min–max) | padded | training queries | pos/query | neg/query | no pos | no neg | empty passages |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n## Domains\n\n| domain | sources | queries | dup./empty | q′ | mined | candidates/query (min–max) | padded | excluded | training queries | pos/query | neg/query | no pos | no neg | passages dropped (excluded/empty) |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
         for (name, d) in &self.domains {
             md += &format!(
-                "| {name} | {} | {} | {} | {} | {} | {:.1} ({}–{}) | {} | {} | {:.1} | {:.1} | {} | {} | {} |\n",
+                "| {name} | {} | {} | {} | {} | {} | {:.1} ({}–{}) | {} | {} | {} | {:.1} | {:.1} | {} | {} | {}/{} |\n",
                 d.sources,
                 d.queries,
                 d.duplicate_or_empty,
@@ -310,11 +313,13 @@ impl Report {
                 d.candidates_min,
                 d.candidates_max,
                 d.padded,
+                d.excluded,
                 d.training.kept,
                 d.positives_per_query,
                 d.negatives_per_query,
                 d.training.no_positive,
                 d.training.no_negative,
+                d.training.excluded,
                 d.training.empty_passages,
             );
         }

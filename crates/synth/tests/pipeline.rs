@@ -457,6 +457,13 @@ fn answers_cut_off_at_max_tokens_give_no_query_q_prime_or_score_and_are_retried(
 /// list unless something keeps it out.
 const WIDE: &str = "candidates = 37\ndepth = 37";
 
+fn candidate_lists(run: &Path) -> Vec<Vec<String>> {
+    lines(&run.join("candidates.jsonl"))
+        .iter()
+        .map(|c| serde_json::from_value(c["candidates"].clone()).unwrap())
+        .collect()
+}
+
 /// The passages of a training row: its positives and negatives.
 fn passages(row: &Value) -> Vec<&str> {
     ["pos", "neg"]
@@ -464,6 +471,55 @@ fn passages(row: &Value) -> Vec<&str> {
         .flat_map(|k| row[*k].as_array().unwrap())
         .map(|p| p.as_str().unwrap())
         .collect()
+}
+
+#[test]
+fn documents_named_in_exclude_qrels_are_never_mined_unless_the_user_opts_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(config_with(dir.path(), WIDE, ""), FakeLlm::new(good_script));
+    p.stage(Stage::Generate, &mut Silent).unwrap();
+    p.stage(Stage::Mine, &mut Silent).unwrap();
+    let lists = candidate_lists(&dir.path().join("run"));
+    assert!(!lists.is_empty());
+    for list in &lists {
+        // Neither ranked nor padded in: d1 and d2 are the benchmark's.
+        assert!(!list.iter().any(|d| d == "d1" || d == "d2"), "{list:?}");
+        assert!(list.len() >= 33, "{list:?}");
+    }
+    for c in lines(&dir.path().join("run/candidates.jsonl")) {
+        assert_eq!(c["excluded"], 2, "{c}");
+    }
+    let report = p.stage(Stage::Format, &mut Silent).unwrap();
+    assert_eq!(report.domains["aero"].excluded, 2 * lists.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let opt_out = format!("{WIDE}\nkeep_excluded = true");
+    let p = pipeline(config_with(dir.path(), &opt_out, ""), FakeLlm::new(good_script));
+    p.stage(Stage::Generate, &mut Silent).unwrap();
+    p.stage(Stage::Mine, &mut Silent).unwrap();
+    for list in candidate_lists(&dir.path().join("run")) {
+        assert!(list.iter().any(|d| d == "d1") && list.iter().any(|d| d == "d2"), "{list:?}");
+    }
+}
+
+#[test]
+fn formatting_keeps_excluded_documents_out_of_candidates_mined_before_the_exclusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let opt_out = format!("{WIDE}\nkeep_excluded = true");
+    pipeline(config_with(dir.path(), &opt_out, ""), FakeLlm::new(good_script))
+        .run_all(&mut Silent)
+        .unwrap();
+    let train = dir.path().join("run/train/aero.jsonl");
+    let benchmark = |row: &Value| passages(row).iter().any(|p| [1, 2].contains(&doc_number(p)));
+    assert!(lines(&train).iter().all(benchmark), "the opt-out keeps them");
+
+    // The user drops the opt-out: the mined lists stay, the training rows change.
+    let p = pipeline(config_with(dir.path(), WIDE, ""), FakeLlm::new(good_script));
+    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"].training.clone();
+    let rows = lines(&train);
+    assert!(!rows.is_empty());
+    assert!(!rows.iter().any(benchmark));
+    assert_eq!(training.excluded, 2 * training.queries);
 }
 
 #[test]

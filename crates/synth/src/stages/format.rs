@@ -3,7 +3,9 @@
 //! negatives, −1 is ignored; a query needs a positive and a negative (and q′
 //! when the run writes it); each record carries the domain's group and
 //! batch size. A passage that is empty or gone from the corpus is never
-//! written. Files are rewritten whole and atomically on every run.
+//! written, nor (unless `[mine] keep_excluded`) a document `exclude_qrels`
+//! names, even if it was mined before the exclusion. Files are rewritten
+//! whole and atomically on every run.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +29,9 @@ pub struct DomainFormat {
     pub no_reasoning_query: usize,
     /// Candidates of mined queries with no label yet (pending or failed).
     pub unlabelled: usize,
+    /// Candidates left out because `exclude_qrels` names them.
+    #[serde(default)]
+    pub excluded: usize,
     /// Positives and negatives left out because their passage is empty or
     /// no longer in the corpus.
     #[serde(default)]
@@ -72,6 +77,10 @@ pub fn run(run: &Run) -> Result<BTreeMap<String, DomainFormat>> {
             stats.queries += 1;
             let mut scored = Vec::new();
             for doc_id in candidates.iter().filter_map(Value::as_str) {
+                if !run.config.mine.keep_excluded && domain.excluded.contains(doc_id) {
+                    stats.excluded += 1;
+                    continue;
+                }
                 match labels
                     .get(&pair_id(&item.id, doc_id))
                     .filter(|r| !r.contains_key("error"))
