@@ -72,7 +72,10 @@ fn a_prefill_is_continued() {
         .unwrap();
     // The model would answer Paris by itself: Berlin shows it continued the prefill.
     assert!(answer.text.starts_with("The capital of Germany is"), "{answer:?}");
-    assert!(answer.text.contains("Berlin") && !answer.text.contains("Paris"), "{answer:?}");
+    assert!(
+        answer.text.contains("Berlin") && !answer.text.contains("Paris"),
+        "{answer:?}"
+    );
 }
 
 #[test]

@@ -359,7 +359,10 @@ fn failed_calls_are_marked_and_a_rerun_completes_them_without_duplicates() {
 /// A reasoning model: it thinks aloud for 15 words before `good_script`'s answer.
 fn thinking_script(prompt: &str) -> Result<String, LlmError> {
     let answer = good_script(prompt)?;
-    Ok(format!("<think>{}</think>{answer}", "let me consider the passage ".repeat(3)))
+    Ok(format!(
+        "<think>{}</think>{answer}",
+        "let me consider the passage ".repeat(3)
+    ))
 }
 
 /// Asserts that every record of a stage file is a failed call flagged as
@@ -387,10 +390,18 @@ fn stage_0_records_a_truncated_answer_as_a_failed_call_not_a_dropped_document() 
     let path = dir.path().join("run/clean.jsonl");
     assert_eq!(lines(&path).len(), 10);
     assert_all_truncated(&path, &["keep", "parse_error"]);
-    assert!(lines(&path)[0]["error"].as_str().unwrap().contains("[sampling.clean] max_tokens"));
+    assert!(
+        lines(&path)[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("[sampling.clean] max_tokens")
+    );
     let status = report.status.iter().find(|s| s.stage == "clean").unwrap();
     assert_eq!((status.done, status.failed, status.truncated), (0, 10, 10));
-    assert_eq!((report.llm["clean"].truncated, report.llm["clean"].parse_failures), (10, 0));
+    assert_eq!(
+        (report.llm["clean"].truncated, report.llm["clean"].parse_failures),
+        (10, 0)
+    );
     let md = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
     assert!(md.contains("| clean | 0 | 10 | 10 | 10 |"), "{md}");
 
@@ -424,7 +435,8 @@ fn answers_cut_off_at_max_tokens_give_no_query_q_prime_or_score_and_are_retried(
 
     // Queries now; q′ cut at 3 words and annotations at 1: only one-word
     // answers (`<score>2</score>`) are labels.
-    let tight = "[sampling.reason]\ntemperature = 0.8\nmax_tokens = 3\n[sampling.annotate]\ntemperature = 0.7\nmax_tokens = 1";
+    let tight =
+        "[sampling.reason]\ntemperature = 0.8\nmax_tokens = 3\n[sampling.annotate]\ntemperature = 0.7\nmax_tokens = 1";
     pipeline(config(dir.path(), tight), FakeLlm::new(good_script))
         .run_all(&mut Silent)
         .unwrap();
@@ -439,11 +451,16 @@ fn answers_cut_off_at_max_tokens_give_no_query_q_prime_or_score_and_are_retried(
             assert!(l.get("score").is_none() && l["truncated"] == true, "{l}");
         }
     }
-    assert!(lines(&run.join("train/aero.jsonl")).is_empty(), "no q′, no training row");
+    assert!(
+        lines(&run.join("train/aero.jsonl")).is_empty(),
+        "no q′, no training row"
+    );
 
     // The next run with the default limits retries exactly the failed calls.
     let llm = FakeLlm::new(good_script);
-    let report = pipeline(config(dir.path(), ""), llm.clone()).run_all(&mut Silent).unwrap();
+    let report = pipeline(config(dir.path(), ""), llm.clone())
+        .run_all(&mut Silent)
+        .unwrap();
     let truncated_labels = labels.iter().filter(|l| l.get("error").is_some()).count();
     let queries = report.domains["aero"].queries;
     assert_eq!(llm.calls.load(Ordering::SeqCst), queries + truncated_labels);
@@ -498,7 +515,10 @@ fn documents_named_in_exclude_qrels_are_never_mined_unless_the_user_opts_out() {
     p.stage(Stage::Generate, &mut Silent).unwrap();
     p.stage(Stage::Mine, &mut Silent).unwrap();
     for list in candidate_lists(&dir.path().join("run")) {
-        assert!(list.iter().any(|d| d == "d1") && list.iter().any(|d| d == "d2"), "{list:?}");
+        assert!(
+            list.iter().any(|d| d == "d1") && list.iter().any(|d| d == "d2"),
+            "{list:?}"
+        );
     }
 }
 
@@ -515,7 +535,9 @@ fn formatting_keeps_excluded_documents_out_of_candidates_mined_before_the_exclus
 
     // The user drops the opt-out: the mined lists stay, the training rows change.
     let p = pipeline(config_with(dir.path(), WIDE, ""), FakeLlm::new(good_script));
-    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"].training.clone();
+    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"]
+        .training
+        .clone();
     let rows = lines(&train);
     assert!(!rows.is_empty());
     assert!(!rows.iter().any(benchmark));
@@ -543,7 +565,9 @@ fn formatting_never_writes_an_empty_passage() {
     assert_eq!(edited.lines().count(), 36);
     std::fs::write(&corpus, edited).unwrap();
     let p = pipeline(config, FakeLlm::new(good_script));
-    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"].training.clone();
+    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"]
+        .training
+        .clone();
     let rows = lines(&dir.path().join("run/train/aero.jsonl"));
     assert!(!rows.is_empty());
     for row in &rows {

@@ -123,12 +123,17 @@ pub fn run(run: &Run, embedder: &Embedder, cache: &EmbeddingCache, progress: &mu
         for (item, hits) in pending.iter().zip(hits) {
             let ranked: Vec<usize> = hits.iter().map(|h| h.index as usize).collect();
             let source = domain.by_id[&item.source];
+            let excluded = if mine.keep_excluded {
+                &keep_all
+            } else {
+                &domain.excluded
+            };
             let chosen = select(
                 &ranked,
                 &domain.docs,
                 &item.query,
                 source,
-                if mine.keep_excluded { &keep_all } else { &domain.excluded },
+                excluded,
                 mine.candidates,
                 &mut rng(run.config.seed, &["pad", &item.id]),
             );
