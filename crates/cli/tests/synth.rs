@@ -30,16 +30,16 @@ audit = true
 [sampling.generate]
 temperature = 1.0
 top_p = 0.6
-max_tokens = 48
+max_tokens = 128
 [sampling.reason]
 temperature = 0.8
 top_p = 0.8
-max_tokens = 48
+max_tokens = 128
 [sampling.annotate]
 temperature = 0.7
 top_p = 0.95
 top_k = 40
-max_tokens = 6
+max_tokens = 64
 prefill = "<score>"
 [mine]
 instruct = false
@@ -90,8 +90,17 @@ fn line_count(path: &Path) -> usize {
         .count()
 }
 
-/// `stage → (done, planned, failed)` from `synth status`.
-fn status(config: &Path) -> Vec<(String, usize, usize, usize)> {
+/// One stage's line of `synth status`.
+#[derive(Debug, PartialEq)]
+struct StageLine {
+    stage: String,
+    done: usize,
+    planned: usize,
+    failed: usize,
+    truncated: usize,
+}
+
+fn status(config: &Path) -> Vec<StageLine> {
     let out = synth(&["status"], config);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout)
@@ -100,20 +109,55 @@ fn status(config: &Path) -> Vec<(String, usize, usize, usize)> {
         .skip(1)
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[0].to_string(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-                f[3].parse().unwrap(),
-            )
+            StageLine {
+                stage: f[0].to_string(),
+                done: f[1].parse().unwrap(),
+                planned: f[2].parse().unwrap(),
+                failed: f[3].parse().unwrap(),
+                truncated: f[4].parse().unwrap(),
+            }
         })
         .collect()
 }
 
-fn assert_complete(config: &Path) {
-    for (stage, done, planned, failed) in status(config) {
-        assert_eq!((done, failed), (planned, 0), "stage {stage} is not complete");
+fn stage_line(config: &Path, stage: &str) -> StageLine {
+    status(config).into_iter().find(|s| s.stage == stage).unwrap()
+}
+
+/// Every planned item is done or failed, and every failure is an answer cut
+/// off at `max_tokens` (which a small model's rambling may well be); the
+/// number of failed items.
+fn assert_settled(config: &Path) -> usize {
+    let mut failed = 0;
+    for s in status(config) {
+        assert_eq!(s.done + s.failed, s.planned, "{s:?}");
+        assert_eq!(s.failed, s.truncated, "a failure other than truncation: {s:?}");
+        failed += s.failed;
     }
+    failed
+}
+
+/// The ids of a stage file's items whose latest record is a failure.
+fn failed_ids(path: &Path) -> std::collections::HashSet<String> {
+    let mut latest = std::collections::HashMap::new();
+    for r in records(path) {
+        latest.insert(r["id"].as_str().unwrap().to_string(), r.get("error").is_some());
+    }
+    latest
+        .into_iter()
+        .filter(|(_, failed)| *failed)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The documents the Cranfield test qrels name.
+fn judged() -> std::collections::HashSet<String> {
+    std::fs::read_to_string(cranfield().join("qrels/test.tsv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap().to_string())
+        .collect()
 }
 
 /// Finished records are one per id: nothing lost, nothing duplicated.
@@ -133,24 +177,38 @@ fn assert_unique(path: &Path) {
 }
 
 #[test]
-fn synth_runs_end_to_end_on_the_embedded_llm_and_resumes_as_a_no_op() {
+fn synth_runs_end_to_end_on_the_embedded_llm_and_a_rerun_retries_only_the_failed_calls() {
     let dir = tempfile::tempdir().unwrap();
     let llm = format!("backend = \"local\"\nmodel = \"{}\"", smollm2().display());
-    let config = write_config(dir.path(), &llm, 2, 3);
+    let config = write_config(dir.path(), &llm, 2, 4);
     let out = synth(&["run"], &config);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_complete(&config);
+    let failed = assert_settled(&config);
     let run = dir.path().join("run");
     assert_eq!(records(&run.join("queries.jsonl")).len(), 2);
     let labels = records(&run.join("labels.jsonl"));
-    assert!(!labels.is_empty() && labels.len() <= 2 * 3);
+    assert!(labels.len() <= 2 * 4);
+    assert!(labels.iter().any(|l| l.get("score").is_some()), "no finished label");
     for l in &labels {
-        let score = l["score"].as_i64().unwrap();
-        assert!(score == -1 || (1..=5).contains(&score), "{l}");
+        match l["score"].as_i64() {
+            Some(score) => assert!(score == -1 || (1..=5).contains(&score), "{l}"),
+            // A cut-off answer is a failed call, never a score.
+            None => assert!(l["truncated"] == true && l["error"].is_string(), "{l}"),
+        }
+    }
+    // Benchmark documents are neither sources nor candidates.
+    let judged = judged();
+    let mined = records(&run.join("candidates.jsonl"));
+    assert!(!mined.is_empty());
+    for c in &mined {
+        for doc in c["candidates"].as_array().unwrap() {
+            assert!(!judged.contains(doc.as_str().unwrap()), "judged document {doc} mined");
+        }
     }
     let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["llm"]["annotate"]["calls"], labels.len());
     assert!(report["llm"]["generate"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(report["domains"]["cranfield"]["excluded"].as_u64().unwrap() > 0);
     // Training rows, if the small model produced any, are in the trainer's format.
     let (domains, skipped) = reasonembed_train::data::load(
         &[run.join("train")],
@@ -164,10 +222,69 @@ fn synth_runs_end_to_end_on_the_embedded_llm_and_resumes_as_a_no_op() {
     .unwrap();
     assert_eq!(skipped.total(), 0);
     assert!(domains.iter().all(|d| d.name == "cranfield"));
-    // A second run finds everything done and calls nothing.
-    let before = std::fs::read_to_string(run.join("audit.jsonl")).unwrap();
+    // A second run calls again exactly the failed items (the seeded model
+    // cuts them off again) and nothing that is done.
+    let retried: std::collections::HashSet<String> = ["queries.jsonl", "reasoning.jsonl", "labels.jsonl"]
+        .iter()
+        .flat_map(|f| failed_ids(&run.join(f)))
+        .collect();
+    assert_eq!(retried.len(), failed);
+    let before = records(&run.join("audit.jsonl")).len();
+    let status_before = status(&config);
     assert!(synth(&["run"], &config).status.success());
-    assert_eq!(std::fs::read_to_string(run.join("audit.jsonl")).unwrap(), before);
+    let calls: Vec<String> = records(&run.join("audit.jsonl"))[before..]
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(calls.len(), failed, "{calls:?}");
+    assert!(calls.iter().all(|id| retried.contains(id)), "{calls:?} vs {retried:?}");
+    assert_eq!(status(&config), status_before);
+    for file in ["queries.jsonl", "reasoning.jsonl", "candidates.jsonl", "labels.jsonl"] {
+        assert_unique(&run.join(file));
+    }
+}
+
+/// Stage 0 as a reasoning model with too few tokens answers it: prefilled
+/// with `<think>`, SmolLM2 is cut off inside the block.
+#[test]
+fn a_truncated_stage_0_answer_is_a_failed_call_that_the_next_run_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("synth.toml");
+    let write = |clean_sampling: &str| {
+        let text = format!(
+            "output = \"run\"\naudit = true\n[llm]\nbackend = \"local\"\nmodel = \"{}\"\n[sampling.clean]\n{clean_sampling}\n[[domain]]\nname = \"cranfield\"\ndisplay_name = \"Aerodynamics\"\ncorpus = \"{}\"\nclean = true\nclean_max = 3\nsources = 2\n",
+            smollm2().display(),
+            cranfield().join("corpus.jsonl").display()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write("temperature = 0.0\nmax_tokens = 6\nprefill = \"<think>\\n\"");
+    let out = synth(&["clean"], &config);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.path().join("run/clean.jsonl");
+    let judged = records(&path);
+    assert_eq!(judged.len(), 3);
+    for r in &judged {
+        assert!(r.get("keep").is_none(), "a cut-off answer decided: {r}");
+        let error = r["error"].as_str().unwrap_or_else(|| panic!("not failed: {r}"));
+        assert!(
+            error.contains("[sampling.clean] max_tokens") && r["truncated"] == true,
+            "{r}"
+        );
+    }
+    let clean = stage_line(&config, "clean");
+    assert_eq!((clean.done, clean.failed, clean.truncated), (0, 3, 3));
+    let report = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
+    assert!(report.contains("| clean | 0 | 3 | 3 | 3 |"), "{report}");
+
+    // With the answer no longer cut off, the next run judges all three.
+    write("temperature = 0.0\nmax_tokens = 8");
+    assert!(synth(&["clean"], &config).status.success());
+    let judged = records(&path);
+    assert_eq!(judged.len(), 6);
+    assert!(judged[3..].iter().all(|r| r["keep"].is_boolean()), "{judged:?}");
+    let clean = stage_line(&config, "clean");
+    assert_eq!((clean.done, clean.failed, clean.truncated), (3, 0, 0));
 }
 
 #[test]
@@ -286,13 +403,31 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
     assert!(answer.text.contains("Paris"), "{answer:?}");
     let local = LocalLlm::load(&smollm2(), &candle_core::Device::Cpu).unwrap();
     assert_eq!(answer.prompt_tokens, local.prompt_ids(&request).unwrap().len());
-    sampling.prefill = Some("<score>".into());
+    // The model answers Paris by itself, so Berlin shows that the server
+    // continued the prefill (the client puts the prefill in front of any
+    // answer that lacks it: the prefix alone proves nothing).
+    sampling.prefill = Some("The capital of Germany is".into());
     let request = Request {
         messages: &messages,
         sampling: &sampling,
         seed: 1,
     };
-    assert!(client.chat(&request).unwrap().text.starts_with("<score>"));
+    let continued = client.chat(&request).unwrap();
+    assert!(
+        continued.text.contains("Berlin") && !continued.text.contains("Paris"),
+        "{continued:?}"
+    );
+    assert!(!continued.truncated, "{continued:?}");
+    // An answer stopped at max_tokens comes back flagged (`finish_reason: length`).
+    sampling.prefill = None;
+    sampling.max_tokens = 1;
+    let request = Request {
+        messages: &messages,
+        sampling: &sampling,
+        seed: 1,
+    };
+    let cut = client.chat(&request).unwrap();
+    assert!(cut.truncated && cut.completion_tokens == 1, "{cut:?}");
 }
 
 #[test]
@@ -330,8 +465,11 @@ fn synth_over_http_survives_kill_9_and_a_dead_server_then_resumes_without_loss_o
     drop(server);
     let out = synth(&["annotate"], &config);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let failed: usize = status(&config).iter().filter(|s| s.0 == "annotate").map(|s| s.3).sum();
-    assert!(failed > 0, "calls to a dead server are marked failed");
+    let annotate = stage_line(&config, "annotate");
+    assert!(
+        annotate.failed > annotate.truncated,
+        "calls to a dead server are marked failed"
+    );
     let text = std::fs::read_to_string(&labels).unwrap();
     assert!(text.contains("error"));
 
@@ -339,14 +477,14 @@ fn synth_over_http_survives_kill_9_and_a_dead_server_then_resumes_without_loss_o
     let _server = LlamaServer::start(port);
     let out = synth(&["run"], &config);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_complete(&config);
+    assert_settled(&config);
     for file in ["queries.jsonl", "reasoning.jsonl", "candidates.jsonl", "labels.jsonl"] {
         assert_unique(&run.join(file));
     }
     let finished = records(&labels).iter().filter(|r| r.get("error").is_none()).count();
-    let planned: usize = status(&config).iter().filter(|s| s.0 == "annotate").map(|s| s.2).sum();
-    assert_eq!(finished, planned);
-    assert!(killed_at < planned);
+    let annotate = stage_line(&config, "annotate");
+    assert_eq!(finished + annotate.truncated, annotate.planned);
+    assert!(killed_at < annotate.planned);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     let a = &report["llm"]["annotate"];
     eprintln!(

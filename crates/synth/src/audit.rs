@@ -37,15 +37,16 @@ impl Audit {
         answer: &std::result::Result<Completion, LlmError>,
         seconds: f64,
     ) -> Result<()> {
-        let (answer, error) = match answer {
-            Ok(c) => (Some(c.text.as_str()), None),
-            Err(e) => (None, Some(e.to_string())),
+        let (answer, unfinished, error) = match answer {
+            Ok(c) => (Some(c.text.as_str()), c.unfinished(), None),
+            Err(e) => (None, None, Some(e.to_string())),
         };
         let mut line = serde_json::to_string(&json!({
             "stage": stage,
             "id": job.id,
             "messages": job.messages,
             "answer": answer,
+            "unfinished": unfinished,
             "error": error,
             "seconds": seconds,
         }))

@@ -139,6 +139,10 @@ pub struct MineConfig {
     pub depth: usize,
     /// Candidates kept per query (before the source document is removed).
     pub candidates: usize,
+    /// Let documents named in a domain's `exclude_qrels` be candidates (the
+    /// released script's behaviour). By default they are skipped, so no
+    /// benchmark document becomes a training positive or negative.
+    pub keep_excluded: bool,
 }
 
 impl Default for MineConfig {
@@ -149,6 +153,7 @@ impl Default for MineConfig {
             instruct: true,
             depth: 1000,
             candidates: 100,
+            keep_excluded: false,
         }
     }
 }
@@ -163,8 +168,9 @@ pub struct DomainConfig {
     pub display_name: Option<String>,
     /// The corpus (JSONL with `_id`/`id` and `text`/`content`, optional `title`).
     pub corpus: PathBuf,
-    /// Qrels files (TREC or BEIR TSV) whose documents are never sources:
-    /// benchmark gold and excluded ids.
+    /// Qrels files (TREC or BEIR TSV) whose documents are never sources nor
+    /// (unless `[mine] keep_excluded`) candidates: benchmark gold and
+    /// excluded ids.
     #[serde(default)]
     pub exclude_qrels: Vec<PathBuf>,
     /// Source documents sampled for query generation.

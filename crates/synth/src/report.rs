@@ -14,7 +14,7 @@ use crate::run::{QueryItem, Run, Stage};
 use crate::runner::StageStats;
 use crate::stages::annotate::pair_id;
 use crate::stages::format::DomainFormat;
-use crate::store::StageFile;
+use crate::store::{Record, StageFile};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageStatus {
@@ -22,12 +22,16 @@ pub struct StageStatus {
     pub done: usize,
     pub total: usize,
     pub failed: usize,
+    /// The failed items whose answer was cut off (`max_tokens`, open `<think>`).
+    pub truncated: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LlmUsage {
     pub calls: usize,
     pub failed: usize,
+    /// The failed calls whose answer was cut off.
+    pub truncated: usize,
     pub parse_failures: usize,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -54,6 +58,8 @@ pub struct DomainReport {
     pub candidates_min: usize,
     pub candidates_max: usize,
     pub padded: usize,
+    /// Documents named in `exclude_qrels` skipped while mining.
+    pub excluded: usize,
     /// Label → count (−1 = unparseable).
     pub labels: BTreeMap<i64, usize>,
     pub training: DomainFormat,
@@ -108,7 +114,11 @@ impl Files {
     }
 }
 
-fn candidates(record: &crate::store::Record) -> Vec<&str> {
+fn truncated(record: &Record) -> bool {
+    record.get("truncated").and_then(Value::as_bool) == Some(true)
+}
+
+fn candidates(record: &Record) -> Vec<&str> {
     record
         .get("candidates")
         .and_then(Value::as_array)
@@ -151,13 +161,15 @@ fn status_of(run: &Run, files: &Files) -> Vec<StageStatus> {
     for stage in Stage::ALL {
         let Some(file) = files.stage(stage) else { continue };
         let ids = planned.get(stage.name()).map_or(&[][..], Vec::as_slice);
+        let failed: Vec<&Record> = ids
+            .iter()
+            .filter_map(|id| file.get(id).filter(|r| r.contains_key("error")))
+            .collect();
         out.push(StageStatus {
             stage: stage.name(),
             done: ids.iter().filter(|id| file.is_done(id)).count(),
-            failed: ids
-                .iter()
-                .filter(|id| file.get(id).is_some_and(|r| r.contains_key("error")))
-                .count(),
+            failed: failed.len(),
+            truncated: failed.iter().filter(|r| truncated(r)).count(),
             total: ids.len(),
         });
     }
@@ -171,6 +183,7 @@ fn usage(file: &StageFile, runs: &[StageStats], stage: &str) -> LlmUsage {
         let count = |key: &str| llm.and_then(|l| l.get(key)).and_then(Value::as_u64).unwrap_or(0) as usize;
         u.calls += 1;
         u.failed += usize::from(r.contains_key("error"));
+        u.truncated += usize::from(truncated(r));
         u.parse_failures += usize::from(r.contains_key("parse_error"));
         u.prompt_tokens += count("prompt_tokens");
         u.completion_tokens += count("completion_tokens");
@@ -250,6 +263,7 @@ pub fn report(run: &Run) -> Result<Report> {
             d.candidates_min = d.candidates_min.min(list.len());
             d.candidates_max = d.candidates_max.max(list.len());
             d.padded += r.get("padded").and_then(Value::as_u64).unwrap_or(0) as usize;
+            d.excluded += r.get("excluded").and_then(Value::as_u64).unwrap_or(0) as usize;
             for doc in list {
                 let Some(label) = files.labels.get(&pair_id(id, doc)).filter(|l| !l.contains_key("error")) else {
                     continue;
@@ -278,15 +292,18 @@ pub fn report(run: &Run) -> Result<Report> {
 impl Report {
     pub fn markdown(&self) -> String {
         let mut md = String::from(
-            "# ReMixer synthesis report\n\n## Stages\n\n| stage | done | total | failed |\n|---|---:|---:|---:|\n",
+            "# ReMixer synthesis report\n\n## Stages\n\n| stage | done | total | failed | of which truncated |\n|---|---:|---:|---:|---:|\n",
         );
         for s in &self.status {
-            md += &format!("| {} | {} | {} | {} |\n", s.stage, s.done, s.total, s.failed);
+            md += &format!(
+                "| {} | {} | {} | {} | {} |\n",
+                s.stage, s.done, s.total, s.failed, s.truncated
+            );
         }
-        md += "\n## Domains\n\n| domain | sources | queries | dup./empty | q′ | mined | candidates/query (min–max) | padded | training queries | pos/query | neg/query | no pos | no neg |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n## Domains\n\n| domain | sources | queries | dup./empty | q′ | mined | candidates/query (min–max) | padded | excluded | training queries | pos/query | neg/query | no pos | no neg | passages dropped (excluded/empty) |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
         for (name, d) in &self.domains {
             md += &format!(
-                "| {name} | {} | {} | {} | {} | {} | {:.1} ({}–{}) | {} | {} | {:.1} | {:.1} | {} | {} |\n",
+                "| {name} | {} | {} | {} | {} | {} | {:.1} ({}–{}) | {} | {} | {} | {:.1} | {:.1} | {} | {} | {}/{} |\n",
                 d.sources,
                 d.queries,
                 d.duplicate_or_empty,
@@ -296,11 +313,14 @@ impl Report {
                 d.candidates_min,
                 d.candidates_max,
                 d.padded,
+                d.excluded,
                 d.training.kept,
                 d.positives_per_query,
                 d.negatives_per_query,
                 d.training.no_positive,
                 d.training.no_negative,
+                d.training.excluded,
+                d.training.empty_passages,
             );
         }
         md += "\n## Labels\n\n| label | count |\n|---|---:|\n";
@@ -312,12 +332,13 @@ impl Report {
             };
             md += &format!("| {name} | {count} |\n");
         }
-        md += "\n## LLM calls\n\n| stage | calls | failed | parse failures | prompt tokens | completion tokens | wall s | req/s | tokens/s | overhead |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n## LLM calls\n\n| stage | calls | failed | of which truncated | parse failures | prompt tokens | completion tokens | wall s | req/s | tokens/s | overhead |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (stage, u) in &self.llm {
             md += &format!(
-                "| {stage} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2}% |\n",
+                "| {stage} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2}% |\n",
                 u.calls,
                 u.failed,
+                u.truncated,
                 u.parse_failures,
                 u.prompt_tokens,
                 u.completion_tokens,

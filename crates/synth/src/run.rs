@@ -71,7 +71,8 @@ pub struct Domain {
     pub prompts: Prompts,
     pub docs: Vec<Document>,
     pub by_id: HashMap<String, usize>,
-    /// Documents named in the exclusion qrels: never sources.
+    /// Documents named in the exclusion qrels: never sources, nor
+    /// candidates unless `[mine] keep_excluded`.
     pub excluded: HashSet<String>,
 }
 

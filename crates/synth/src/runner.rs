@@ -152,7 +152,7 @@ fn call_all(
         let receive = receive;
         for (finished, (i, answer, seconds)) in receive.iter().enumerate() {
             let job = &jobs[i];
-            let record = record_of(job, llm.name(), &answer, seconds, parse, &mut stats);
+            let record = record_of(job, stage, llm.name(), &answer, seconds, parse, &mut stats);
             if let Some(audit) = audit {
                 audit.write(stage, job, &answer, seconds)?;
             }
@@ -167,8 +167,14 @@ fn call_all(
     result.map(|()| stats)
 }
 
+/// The record of one call. An unfinished answer (cut off at `max_tokens`,
+/// or inside an unclosed `<think>`) is a failed call, never parsed: its
+/// prefix would pass for a short query, a q′, a score or a "no". It is not
+/// retried at once, as the same seed and limit would cut it again; the next
+/// run retries it, with a higher limit if the user follows the error.
 fn record_of(
     job: &Job,
+    stage: &str,
     model: &str,
     answer: &std::result::Result<Completion, LlmError>,
     seconds: f64,
@@ -183,7 +189,18 @@ fn record_of(
         Ok(completion) => {
             stats.prompt_tokens += completion.prompt_tokens;
             stats.completion_tokens += completion.completion_tokens;
-            record.extend(parse(job, &completion.text));
+            match completion.unfinished() {
+                None => record.extend(parse(job, &completion.text)),
+                Some(reason) => {
+                    stats.failed += 1;
+                    let error = format!(
+                        "{reason} ({} tokens); raise [sampling.{stage}] max_tokens",
+                        completion.completion_tokens
+                    );
+                    record.insert("error".into(), Value::String(error));
+                    record.insert("truncated".into(), Value::Bool(true));
+                }
+            }
             record.insert(
                 "llm".into(),
                 json!({

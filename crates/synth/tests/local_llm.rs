@@ -31,7 +31,8 @@ fn answers_a_question_through_its_own_chat_template() {
     };
     let answer = llm.chat(&request).unwrap();
     assert!(answer.text.contains("Paris"), "{answer:?}");
-    assert!(answer.completion_tokens > 0 && answer.completion_tokens <= 16);
+    assert!(answer.completion_tokens > 0 && answer.completion_tokens < 16);
+    assert!(!answer.truncated, "the model ended its answer: {answer:?}");
     // The template's default system prompt and the assistant turn are there.
     let ids = llm.prompt_ids(&request).unwrap();
     assert_eq!(answer.prompt_tokens, ids.len());
@@ -40,17 +41,55 @@ fn answers_a_question_through_its_own_chat_template() {
 }
 
 #[test]
-fn sampling_is_seeded() {
+fn an_answer_stopped_at_max_tokens_is_flagged_as_truncated() {
+    let llm = smollm2();
+    let messages = [Message::user("What is the capital of France? Answer with one word.")];
+    let answer = llm
+        .chat(&Request {
+            messages: &messages,
+            sampling: &greedy(1),
+            seed: 1,
+        })
+        .unwrap();
+    assert_eq!(answer.completion_tokens, 1);
+    assert!(answer.truncated, "{answer:?}");
+}
+
+#[test]
+fn a_prefill_is_continued() {
+    let llm = smollm2();
+    let messages = [Message::user("What is the capital of France? Answer with one word.")];
+    let sampling = Sampling {
+        prefill: Some("The capital of Germany is".into()),
+        ..greedy(8)
+    };
+    let answer = llm
+        .chat(&Request {
+            messages: &messages,
+            sampling: &sampling,
+            seed: 1,
+        })
+        .unwrap();
+    // The model would answer Paris by itself: Berlin shows it continued the prefill.
+    assert!(answer.text.starts_with("The capital of Germany is"), "{answer:?}");
+    assert!(
+        answer.text.contains("Berlin") && !answer.text.contains("Paris"),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn sampling_follows_the_seed_and_the_temperature() {
     let llm = smollm2();
     let messages = [Message::user("Write a short sentence about rivers.")];
-    let sampling = Sampling {
-        temperature: 1.0,
-        top_p: Some(0.9),
-        top_k: None,
-        max_tokens: 12,
-        prefill: None,
-    };
-    let ask = |seed| {
+    let ask = |temperature, seed| {
+        let sampling = Sampling {
+            temperature,
+            top_p: Some(0.9),
+            top_k: None,
+            max_tokens: 12,
+            prefill: None,
+        };
         llm.chat(&Request {
             messages: &messages,
             sampling: &sampling,
@@ -59,7 +98,13 @@ fn sampling_is_seeded() {
         .unwrap()
         .text
     };
-    assert_eq!(ask(7), ask(7));
+    // A seed repeats its answer; other seeds sample other answers, which a
+    // sampler ignoring the seed or the temperature would not.
+    assert_eq!(ask(1.0, 7), ask(1.0, 7));
+    let answers: std::collections::HashSet<String> = (1..=4).map(|seed| ask(1.0, seed)).collect();
+    assert!(answers.len() >= 3, "{answers:?}");
+    // Temperature 0 is greedy: the seed changes nothing.
+    assert_eq!(ask(0.0, 1), ask(0.0, 2));
 }
 
 /// Our GGUF tokenizer and chat template against llama.cpp's own, recorded by

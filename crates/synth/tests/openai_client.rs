@@ -10,13 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig};
-use reasonembed_synth::llm::{Llm, Message, Request, Sampling};
+use reasonembed_synth::llm::{Completion, Llm, Message, Request, Sampling};
 use serde_json::Value;
 
 /// What the fake server does with one request.
 #[derive(Clone)]
 enum Reply {
     Ok(&'static str),
+    /// An answer that hit `max_tokens` (`finish_reason: "length"`).
+    Cut(&'static str),
     Status(u16, &'static str),
     Garbage,
     Sleep(Duration),
@@ -30,9 +32,9 @@ struct FakeServer {
     hits: Arc<AtomicUsize>,
 }
 
-fn completion(text: &str) -> String {
+fn completion(text: &str, finish_reason: &str) -> String {
     serde_json::json!({
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 11, "completion_tokens": 3},
     })
     .to_string()
@@ -75,13 +77,14 @@ impl FakeServer {
                         let n = h.fetch_add(1, Ordering::SeqCst);
                         let reply = script[n.min(script.len() - 1)].clone();
                         let (status, extra, text) = match reply {
-                            Reply::Ok(text) => (200, "", completion(text)),
+                            Reply::Ok(text) => (200, "", completion(text, "stop")),
+                            Reply::Cut(text) => (200, "", completion(text, "length")),
                             Reply::Status(429, _) => (429, "Retry-After: 0\r\n", "slow down".to_string()),
                             Reply::Status(code, text) => (code, "", text.to_string()),
                             Reply::Garbage => (200, "", "<html>proxy error</html>".to_string()),
                             Reply::Sleep(d) => {
                                 std::thread::sleep(d);
-                                (200, "", completion("late"))
+                                (200, "", completion("late", "stop"))
                             }
                         };
                         let response = format!(
@@ -113,6 +116,10 @@ fn client(urls: Vec<String>, timeout_ms: u64, max_retries: u32) -> OpenAi {
 }
 
 fn ask(llm: &OpenAi) -> Result<String, reasonembed_synth::llm::LlmError> {
+    complete(llm).map(|c| c.text)
+}
+
+fn complete(llm: &OpenAi) -> Result<Completion, reasonembed_synth::llm::LlmError> {
     let messages = [Message::user("Hi")];
     let sampling = Sampling {
         temperature: 0.7,
@@ -126,12 +133,21 @@ fn ask(llm: &OpenAi) -> Result<String, reasonembed_synth::llm::LlmError> {
         sampling: &sampling,
         seed: 9,
     })
-    .map(|c| c.text)
+}
+
+#[test]
+fn finish_reason_length_marks_the_answer_truncated() {
+    let server = FakeServer::start(vec![Reply::Ok("Yes"), Reply::Cut("<score>")]);
+    let llm = client(vec![server.url.clone()], 5000, 0);
+    assert!(!complete(&llm).unwrap().truncated);
+    let cut = complete(&llm).unwrap();
+    assert!(cut.truncated && cut.unfinished().is_some(), "{cut:?}");
 }
 
 #[test]
 fn sends_the_openai_request_and_reads_text_and_usage() {
-    let server = FakeServer::start(vec![Reply::Ok("<score>4</score>")]);
+    // llama-server echoes the prefill, vLLM answers with the continuation only.
+    let server = FakeServer::start(vec![Reply::Ok("<score>4</score>"), Reply::Ok("5</score>")]);
     let llm = client(vec![server.url.clone()], 5000, 0);
     let messages = [Message::user("Rate it")];
     let sampling = Sampling {
@@ -141,17 +157,17 @@ fn sends_the_openai_request_and_reads_text_and_usage() {
         max_tokens: 8,
         prefill: Some("<score>".into()),
     };
-    let answer = llm
-        .chat(&Request {
-            messages: &messages,
-            sampling: &sampling,
-            seed: 3,
-        })
-        .unwrap();
+    let request = Request {
+        messages: &messages,
+        sampling: &sampling,
+        seed: 3,
+    };
+    let answer = llm.chat(&request).unwrap();
     assert_eq!(
         (answer.text.as_str(), answer.prompt_tokens, answer.completion_tokens),
         ("<score>4</score>", 11, 3)
     );
+    assert_eq!(llm.chat(&request).unwrap().text, "<score>5</score>");
     let body = server.bodies.lock().unwrap()[0].clone();
     assert_eq!(body["model"], "served-model");
     assert_eq!(body["max_tokens"], 8);

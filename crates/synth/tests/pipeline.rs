@@ -37,13 +37,19 @@ impl Llm for FakeLlm {
     fn concurrency(&self) -> usize {
         3
     }
+    /// Counts words as tokens: an answer longer than `max_tokens` is cut
+    /// there and flagged, as a real backend does.
     fn chat(&self, request: &Request) -> Result<Completion, LlmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let text = (self.script)(&request.messages[0].content)?;
+        let max = request.sampling.max_tokens;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let truncated = words.len() > max;
         Ok(Completion {
             prompt_tokens: 10,
-            completion_tokens: text.len(),
-            text,
+            completion_tokens: words.len().min(max),
+            text: if truncated { words[..max].join(" ") } else { text },
+            truncated,
         })
     }
 }
@@ -129,6 +135,11 @@ fn corpus(dir: &Path) -> PathBuf {
 }
 
 fn config(dir: &Path, extra: &str) -> SynthConfig {
+    config_with(dir, "candidates = 6\ndepth = 20", extra)
+}
+
+/// A config with `mine` in the `[mine]` table and `extra` after the domain's keys.
+fn config_with(dir: &Path, mine: &str, extra: &str) -> SynthConfig {
     corpus(dir);
     let tiny_bert = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-bert");
     let toml = format!(
@@ -137,8 +148,7 @@ seed = 7
 audit = true
 [mine]
 model = "{}"
-candidates = 6
-depth = 20
+{mine}
 [[domain]]
 name = "aero"
 corpus = "corpus.jsonl"
@@ -353,4 +363,224 @@ fn failed_calls_are_marked_and_a_rerun_completes_them_without_duplicates() {
     let unique: std::collections::HashSet<&str> = finished.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(unique.len(), finished.len());
     assert_eq!(finished.len(), annotate.total);
+}
+
+/// A reasoning model: it thinks aloud for 15 words before `good_script`'s answer.
+fn thinking_script(prompt: &str) -> Result<String, LlmError> {
+    let answer = good_script(prompt)?;
+    Ok(format!(
+        "<think>{}</think>{answer}",
+        "let me consider the passage ".repeat(3)
+    ))
+}
+
+/// Asserts that every record of a stage file is a failed call flagged as
+/// truncated, with none of `fields` (the parsed result).
+fn assert_all_truncated(path: &Path, fields: &[&str]) {
+    let records = lines(path);
+    assert!(!records.is_empty(), "{}", path.display());
+    for r in &records {
+        let error = r["error"].as_str().unwrap_or_else(|| panic!("not a failed call: {r}"));
+        assert!(error.contains("truncated"), "{r}");
+        assert_eq!(r["truncated"], true, "{r}");
+        for field in fields {
+            assert!(r.get(*field).is_none(), "a truncated answer gave '{field}': {r}");
+        }
+    }
+}
+
+#[test]
+fn stage_0_records_a_truncated_answer_as_a_failed_call_not_a_dropped_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = "clean = true\nclean_max = 10";
+    // The default 8 tokens cut every answer inside the reasoning block.
+    let p = pipeline(config(dir.path(), clean), FakeLlm::new(thinking_script));
+    let report = p.stage(Stage::Clean, &mut Silent).unwrap();
+    let path = dir.path().join("run/clean.jsonl");
+    assert_eq!(lines(&path).len(), 10);
+    assert_all_truncated(&path, &["keep", "parse_error"]);
+    assert!(
+        lines(&path)[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("[sampling.clean] max_tokens")
+    );
+    let status = report.status.iter().find(|s| s.stage == "clean").unwrap();
+    assert_eq!((status.done, status.failed, status.truncated), (0, 10, 10));
+    assert_eq!(
+        (report.llm["clean"].truncated, report.llm["clean"].parse_failures),
+        (10, 0)
+    );
+    let md = std::fs::read_to_string(dir.path().join("run/report.md")).unwrap();
+    assert!(md.contains("| clean | 0 | 10 | 10 | 10 |"), "{md}");
+
+    // With room for the reasoning, the next run judges every one of them.
+    let roomy = format!("{clean}\n[sampling.clean]\ntemperature = 0.0\nmax_tokens = 64");
+    let llm = FakeLlm::new(thinking_script);
+    let p = pipeline(config(dir.path(), &roomy), llm.clone());
+    p.stage(Stage::Clean, &mut Silent).unwrap();
+    assert_eq!(llm.calls.load(Ordering::SeqCst), 10);
+    let judged: Vec<Value> = lines(&path).into_iter().skip(10).collect();
+    assert_eq!(judged.len(), 10);
+    for r in &judged {
+        let n = source_number(r["id"].as_str().unwrap());
+        assert_eq!(r["keep"], n.is_multiple_of(2), "{r}");
+    }
+}
+
+#[test]
+fn answers_cut_off_at_max_tokens_give_no_query_q_prime_or_score_and_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // Generation cut at 4 words: no query, so nothing downstream.
+    let tight_generate = "[sampling.generate]\ntemperature = 1.0\nmax_tokens = 4";
+    pipeline(config(dir.path(), tight_generate), FakeLlm::new(good_script))
+        .run_all(&mut Silent)
+        .unwrap();
+    assert_all_truncated(&run.join("queries.jsonl"), &["query", "parse_error"]);
+    assert!(lines(&run.join("candidates.jsonl")).is_empty());
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["llm"]["generate"]["truncated"], 12);
+
+    // Queries now; q′ cut at 3 words and annotations at 1: only one-word
+    // answers (`<score>2</score>`) are labels.
+    let tight =
+        "[sampling.reason]\ntemperature = 0.8\nmax_tokens = 3\n[sampling.annotate]\ntemperature = 0.7\nmax_tokens = 1";
+    pipeline(config(dir.path(), tight), FakeLlm::new(good_script))
+        .run_all(&mut Silent)
+        .unwrap();
+    assert_all_truncated(&run.join("reasoning.jsonl"), &["reasoning_query", "parse_error"]);
+    let labels = lines(&run.join("labels.jsonl"));
+    for l in &labels {
+        let n: usize = l["doc_id"].as_str().unwrap()[1..].parse().unwrap();
+        let one_word = n.is_multiple_of(2) && !n.is_multiple_of(3) && n % 10 != 7;
+        if one_word {
+            assert_eq!(l["score"], 2, "{l}");
+        } else {
+            assert!(l.get("score").is_none() && l["truncated"] == true, "{l}");
+        }
+    }
+    assert!(
+        lines(&run.join("train/aero.jsonl")).is_empty(),
+        "no q′, no training row"
+    );
+
+    // The next run with the default limits retries exactly the failed calls.
+    let llm = FakeLlm::new(good_script);
+    let report = pipeline(config(dir.path(), ""), llm.clone())
+        .run_all(&mut Silent)
+        .unwrap();
+    let truncated_labels = labels.iter().filter(|l| l.get("error").is_some()).count();
+    let queries = report.domains["aero"].queries;
+    assert_eq!(llm.calls.load(Ordering::SeqCst), queries + truncated_labels);
+    for s in &report.status {
+        assert_eq!((s.done, s.failed), (s.total, 0), "{s:?}");
+    }
+    assert!(report.domains["aero"].training.kept > 0);
+}
+
+/// The whole corpus is ranked and kept: every document reaches a candidate
+/// list unless something keeps it out.
+const WIDE: &str = "candidates = 37\ndepth = 37";
+
+fn candidate_lists(run: &Path) -> Vec<Vec<String>> {
+    lines(&run.join("candidates.jsonl"))
+        .iter()
+        .map(|c| serde_json::from_value(c["candidates"].clone()).unwrap())
+        .collect()
+}
+
+/// The passages of a training row: its positives and negatives.
+fn passages(row: &Value) -> Vec<&str> {
+    ["pos", "neg"]
+        .iter()
+        .flat_map(|k| row[*k].as_array().unwrap())
+        .map(|p| p.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn documents_named_in_exclude_qrels_are_never_mined_unless_the_user_opts_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(config_with(dir.path(), WIDE, ""), FakeLlm::new(good_script));
+    p.stage(Stage::Generate, &mut Silent).unwrap();
+    p.stage(Stage::Mine, &mut Silent).unwrap();
+    let lists = candidate_lists(&dir.path().join("run"));
+    assert!(!lists.is_empty());
+    for list in &lists {
+        // Neither ranked nor padded in: d1 and d2 are the benchmark's.
+        assert!(!list.iter().any(|d| d == "d1" || d == "d2"), "{list:?}");
+        assert!(list.len() >= 33, "{list:?}");
+    }
+    for c in lines(&dir.path().join("run/candidates.jsonl")) {
+        assert_eq!(c["excluded"], 2, "{c}");
+    }
+    let report = p.stage(Stage::Format, &mut Silent).unwrap();
+    assert_eq!(report.domains["aero"].excluded, 2 * lists.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let opt_out = format!("{WIDE}\nkeep_excluded = true");
+    let p = pipeline(config_with(dir.path(), &opt_out, ""), FakeLlm::new(good_script));
+    p.stage(Stage::Generate, &mut Silent).unwrap();
+    p.stage(Stage::Mine, &mut Silent).unwrap();
+    for list in candidate_lists(&dir.path().join("run")) {
+        assert!(
+            list.iter().any(|d| d == "d1") && list.iter().any(|d| d == "d2"),
+            "{list:?}"
+        );
+    }
+}
+
+#[test]
+fn formatting_keeps_excluded_documents_out_of_candidates_mined_before_the_exclusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let opt_out = format!("{WIDE}\nkeep_excluded = true");
+    pipeline(config_with(dir.path(), &opt_out, ""), FakeLlm::new(good_script))
+        .run_all(&mut Silent)
+        .unwrap();
+    let train = dir.path().join("run/train/aero.jsonl");
+    let benchmark = |row: &Value| passages(row).iter().any(|p| [1, 2].contains(&doc_number(p)));
+    assert!(lines(&train).iter().all(benchmark), "the opt-out keeps them");
+
+    // The user drops the opt-out: the mined lists stay, the training rows change.
+    let p = pipeline(config_with(dir.path(), WIDE, ""), FakeLlm::new(good_script));
+    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"]
+        .training
+        .clone();
+    let rows = lines(&train);
+    assert!(!rows.is_empty());
+    assert!(!rows.iter().any(benchmark));
+    assert_eq!(training.excluded, 2 * training.queries);
+}
+
+#[test]
+fn formatting_never_writes_an_empty_passage() {
+    let dir = tempfile::tempdir().unwrap();
+    pipeline(config_with(dir.path(), WIDE, ""), FakeLlm::new(good_script))
+        .run_all(&mut Silent)
+        .unwrap();
+    // d30 and d33 (positives, never sources) lose their text after mining.
+    let config = config_with(dir.path(), WIDE, "");
+    let corpus = dir.path().join("corpus.jsonl");
+    let edited: String = std::fs::read_to_string(&corpus)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains(r#""_id":"d33""#))
+        .map(|l| match l.contains(r#""_id":"d30""#) {
+            true => "{\"_id\":\"d30\",\"text\":\"  \"}\n".to_string(),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert_eq!(edited.lines().count(), 36);
+    std::fs::write(&corpus, edited).unwrap();
+    let p = pipeline(config, FakeLlm::new(good_script));
+    let training = p.stage(Stage::Format, &mut Silent).unwrap().domains["aero"]
+        .training
+        .clone();
+    let rows = lines(&dir.path().join("run/train/aero.jsonl"));
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert!(passages(row).iter().all(|p| !p.trim().is_empty()), "{row}");
+    }
+    assert_eq!(training.empty_passages, 2 * training.queries);
 }

@@ -44,7 +44,7 @@ enum Command {
     Annotate(Common),
     /// Stage 4: the trainer's JSONL (positives ≥ 3, negatives ≤ 2).
     Format(Common),
-    /// Each stage's progress: done, planned, failed.
+    /// Each stage's progress: done, planned, failed (and truncated among them).
     Status(Common),
 }
 
@@ -142,9 +142,17 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Per stage: items done, planned, failed, and the failed ones whose answer
+/// was cut off at `max_tokens`.
 fn print_status(status: &[reasonembed_synth::report::StageStatus]) {
-    println!("{:<10} {:>8} {:>8} {:>8}", "stage", "done", "planned", "failed");
+    println!(
+        "{:<10} {:>8} {:>8} {:>8} {:>10}",
+        "stage", "done", "planned", "failed", "truncated"
+    );
     for s in status {
-        println!("{:<10} {:>8} {:>8} {:>8}", s.stage, s.done, s.total, s.failed);
+        println!(
+            "{:<10} {:>8} {:>8} {:>8} {:>10}",
+            s.stage, s.done, s.total, s.failed, s.truncated
+        );
     }
 }

@@ -169,12 +169,15 @@ impl LocalLlm {
         Ok(encoding.get_ids().to_vec())
     }
 
-    fn generate(&self, prompt: &[u32], sampling: &Sampling, seed: u64) -> candle_core::Result<Vec<u32>> {
+    /// The answer's tokens, and whether the model ended it (a stop token)
+    /// rather than running out of `max_tokens` or context.
+    fn generate(&self, prompt: &[u32], sampling: &Sampling, seed: u64) -> candle_core::Result<(Vec<u32>, bool)> {
         let mut weights = self.weights.lock().unwrap_or_else(|e| e.into_inner());
         weights.clear_kv_cache();
         let mut sampler = LogitsProcessor::from_sampling(seed, sampler(sampling));
         let budget = sampling.max_tokens.min(self.context.saturating_sub(prompt.len()));
         let mut output = Vec::new();
+        let mut ended = false;
         let mut input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
         let mut position = 0;
         while output.len() < budget {
@@ -182,13 +185,14 @@ impl LocalLlm {
             position += input.dim(1)?;
             let next = sampler.sample(&logits)?;
             if self.stop.contains(&next) {
+                ended = true;
                 break;
             }
             output.push(next);
             input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
         }
         weights.clear_kv_cache();
-        Ok(output)
+        Ok((output, ended))
     }
 }
 
@@ -210,7 +214,7 @@ impl Llm for LocalLlm {
                 self.context
             )));
         }
-        let output = self
+        let (output, ended) = self
             .generate(&prompt, request.sampling, request.seed)
             .map_err(|e| LlmError::Permanent(format!("generation failed: {e}")))?;
         let text = self
@@ -221,6 +225,7 @@ impl Llm for LocalLlm {
             text: super::with_prefill(request.sampling.prefill.as_deref(), text),
             prompt_tokens: prompt.len(),
             completion_tokens: output.len(),
+            truncated: !ended,
         })
     }
 }

@@ -64,6 +64,34 @@ pub struct Completion {
     pub text: String,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// The answer stopped at `max_tokens` (or the end of the context)
+    /// before the model ended it: OpenAI's `finish_reason: "length"`.
+    pub truncated: bool,
+}
+
+impl Completion {
+    /// Why the answer is unfinished, if it is: cut off at the token limit,
+    /// or inside a `<think>` block it never closes (a reasoning model cut
+    /// off before its verdict, whatever the server reports). Such an answer
+    /// is a failed call, never parsed.
+    pub fn unfinished(&self) -> Option<&'static str> {
+        if self.truncated {
+            Some("truncated at max_tokens")
+        } else if open_reasoning(&self.text) {
+            Some("truncated: the <think> block never ends")
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether the last `<think>` of an answer has no `</think>` after it.
+fn open_reasoning(answer: &str) -> bool {
+    match (answer.rfind("<think>"), answer.rfind("</think>")) {
+        (Some(open), Some(close)) => open > close,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +140,26 @@ pub fn strip_reasoning(answer: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(text: &str, truncated: bool) -> Completion {
+        Completion {
+            text: text.into(),
+            truncated,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cut_off_answers_and_open_reasoning_blocks_are_unfinished() {
+        assert_eq!(answer("Yes", true).unfinished(), Some("truncated at max_tokens"));
+        assert_eq!(answer("Yes", false).unfinished(), None);
+        let open = Some("truncated: the <think> block never ends");
+        assert_eq!(answer("<think>the passage is about", false).unfinished(), open);
+        assert_eq!(answer("<think>a</think>No <think>b", false).unfinished(), open);
+        assert_eq!(answer("<think>a</think>No", false).unfinished(), None);
+        // A chat template may open the block in the prompt: only its end shows.
+        assert_eq!(answer("plan</think>Yes", false).unfinished(), None);
+    }
 
     #[test]
     fn strips_a_leading_reasoning_block() {

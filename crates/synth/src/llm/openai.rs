@@ -49,6 +49,9 @@ struct Response {
 #[derive(Deserialize)]
 struct Choice {
     message: ChoiceMessage,
+    /// `"length"` when the answer hit `max_tokens`.
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +186,7 @@ impl OpenAi {
             text: super::with_prefill(prefill, choice.message.content.unwrap_or_default()),
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
+            truncated: choice.finish_reason.as_deref() == Some("length"),
         })
     }
 }

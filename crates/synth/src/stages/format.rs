@@ -2,7 +2,10 @@
 //! file per domain, `train/{domain}.jsonl`): labels 3–5 are positives, 1–2
 //! negatives, −1 is ignored; a query needs a positive and a negative (and q′
 //! when the run writes it); each record carries the domain's group and
-//! batch size. Files are rewritten whole and atomically on every run.
+//! batch size. A passage that is empty or gone from the corpus is never
+//! written, nor (unless `[mine] keep_excluded`) a document `exclude_qrels`
+//! names, even if it was mined before the exclusion. Files are rewritten
+//! whole and atomically on every run.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::annotate::pair_id;
 use crate::error::{Result, io};
-use crate::run::{Run, Stage, train_dir};
+use crate::run::{Domain, Run, Stage, train_dir};
 
 /// What formatting kept and dropped in one domain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -26,6 +29,13 @@ pub struct DomainFormat {
     pub no_reasoning_query: usize,
     /// Candidates of mined queries with no label yet (pending or failed).
     pub unlabelled: usize,
+    /// Candidates left out because `exclude_qrels` names them.
+    #[serde(default)]
+    pub excluded: usize,
+    /// Positives and negatives left out because their passage is empty or
+    /// no longer in the corpus.
+    #[serde(default)]
+    pub empty_passages: usize,
 }
 
 /// The split of one query's labels: `(positives, negatives)` as document ids.
@@ -67,6 +77,10 @@ pub fn run(run: &Run) -> Result<BTreeMap<String, DomainFormat>> {
             stats.queries += 1;
             let mut scored = Vec::new();
             for doc_id in candidates.iter().filter_map(Value::as_str) {
+                if !run.config.mine.keep_excluded && domain.excluded.contains(doc_id) {
+                    stats.excluded += 1;
+                    continue;
+                }
                 match labels
                     .get(&pair_id(&item.id, doc_id))
                     .filter(|r| !r.contains_key("error"))
@@ -76,6 +90,8 @@ pub fn run(run: &Run) -> Result<BTreeMap<String, DomainFormat>> {
                 }
             }
             let (pos, neg) = split_labels(scored);
+            let pos = passages(domain, &pos, &mut stats.empty_passages);
+            let neg = passages(domain, &neg, &mut stats.empty_passages);
             let reasoning_query = reasoning
                 .get(&item.id)
                 .filter(|r| !r.contains_key("error"))
@@ -94,12 +110,11 @@ pub fn run(run: &Run) -> Result<BTreeMap<String, DomainFormat>> {
                 stats.no_reasoning_query += 1;
                 continue;
             }
-            let text = |id: &str| domain.doc(id).map(|d| d.text.clone()).unwrap_or_default();
             let mut record = json!({
                 "prompt": domain.prompts.instruction,
                 "query": item.query,
-                "pos": pos.iter().map(|id| text(id)).collect::<Vec<_>>(),
-                "neg": neg.iter().map(|id| text(id)).collect::<Vec<_>>(),
+                "pos": pos,
+                "neg": neg,
                 "train_group_size": group,
                 "batch_size": batch,
             });
@@ -118,6 +133,19 @@ pub fn run(run: &Run) -> Result<BTreeMap<String, DomainFormat>> {
     let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
     atomic::write(&run.dir.join(SUMMARY), json.as_bytes())?;
     Ok(summary)
+}
+
+/// The passages of `ids`, without (counting them in `dropped`) those that
+/// are blank or no longer in the corpus: an empty text would train as a
+/// real passage.
+fn passages<'a>(domain: &'a Domain, ids: &[&str], dropped: &mut usize) -> Vec<&'a str> {
+    let texts: Vec<&str> = ids
+        .iter()
+        .filter_map(|id| domain.doc(id).map(|d| d.text.as_str()))
+        .filter(|text| !text.trim().is_empty())
+        .collect();
+    *dropped += ids.len() - texts.len();
+    texts
 }
 
 /// The last formatting's summary, kept for the report.
