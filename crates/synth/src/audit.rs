@@ -9,8 +9,7 @@ use std::sync::Mutex;
 use serde_json::json;
 
 use crate::error::{Result, io};
-use crate::llm::{Completion, LlmError};
-use crate::runner::Job;
+use crate::llm::{Completion, LlmError, Message};
 
 pub struct Audit {
     path: PathBuf,
@@ -33,7 +32,8 @@ impl Audit {
     pub fn write(
         &self,
         stage: &str,
-        job: &Job,
+        id: &str,
+        messages: &[Message],
         answer: &std::result::Result<Completion, LlmError>,
         seconds: f64,
     ) -> Result<()> {
@@ -43,8 +43,8 @@ impl Audit {
         };
         let mut line = serde_json::to_string(&json!({
             "stage": stage,
-            "id": job.id,
-            "messages": job.messages,
+            "id": id,
+            "messages": messages,
             "answer": answer,
             "unfinished": unfinished,
             "error": error,

@@ -1,6 +1,6 @@
 //! A synthesis run's settings (`synth.toml`): the LLMs, sampling per stage,
 //! the mining embedder, and the domains with their corpora. Defaults are the
-//! released ReMixer settings (`reasonembed.md` §3). Relative paths are read
+//! released ReMixer settings (the ReasonEmbed paper's §3 and its released scripts). Relative paths are read
 //! from the config file's folder.
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! ReMixer: synthesise reasoning-intensive training data from a corpus with
-//! LLMs (`reasonembed.md` §3). Stage 0 cleans the corpus, stage 1 writes a
+//! LLMs (Chen et al., ACL 2026, §3). Stage 0 cleans the corpus, stage 1 writes a
 //! query per sampled source document, stage 1b its reasoning-augmented q′,
 //! stage 2 mines candidates with the source removed, stage 3 has a reasoning
 //! LLM grade every candidate, stage 4 writes the trainer's JSONL.

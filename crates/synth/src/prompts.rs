@@ -1,6 +1,6 @@
 //! ReMixer's prompts: defaults for the twelve BRIGHT domains and a generic
 //! domain for any other corpus (our wording of the structure, rules and rubric
-//! the released scripts use, `reasonembed.md` §3), each overridable per domain
+//! the released scripts use, the ReasonEmbed paper's §3 and its released scripts), each overridable per domain
 //! from a TOML file.
 //!
 //! Templates fill `{placeholders}`: `{domain}`, `{document}`, `{length}`,

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::run::{QueryItem, Run, Stage};
-use crate::runner::StageStats;
+use crate::run::{QueryItem, Run, Stage, StageStats};
+
 use crate::stages::annotate::pair_id;
 use crate::stages::format::DomainFormat;
 use crate::store::{Record, StageFile};

@@ -21,6 +21,20 @@ use crate::prompts::{Prompts, read_overrides};
 use crate::store::StageFile;
 
 /// The stages, in pipeline order, as `reasonembed synth <stage>` names them.
+/// What one run of a stage did; appended to `runs.jsonl` for the report.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageStats {
+    pub stage: String,
+    pub calls: usize,
+    pub failed: usize,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// From the first call to the last answer.
+    pub wall_seconds: f64,
+    /// The part of `wall_seconds` with at least one call in flight.
+    pub busy_seconds: f64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     Clean,
@@ -234,7 +248,7 @@ impl Run {
     }
 
     /// Appends one stage run's figures to `runs.jsonl`.
-    pub fn log_stats(&self, stats: &crate::runner::StageStats) -> Result<()> {
+    pub fn log_stats(&self, stats: &StageStats) -> Result<()> {
         use std::io::Write;
         let path = self.dir.join("runs.jsonl");
         let mut file = std::fs::OpenOptions::new()

@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reasonembed_data::Progress;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::audit::Audit;
 use crate::error::Result;
 use crate::llm::{Completion, Llm, LlmError, Message, Request, Sampling};
-use crate::run::{Run, Stage};
+use crate::run::{Run, Stage, StageStats};
 use crate::store::{Record, StageFile};
 
 /// One call to make: its item id, the messages, a per-item seed and the
@@ -25,20 +24,6 @@ pub struct Job {
     pub messages: Vec<Message>,
     pub seed: u64,
     pub fields: Record,
-}
-
-/// What one run of a stage did; appended to `runs.jsonl` for the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StageStats {
-    pub stage: String,
-    pub calls: usize,
-    pub failed: usize,
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    /// From the first call to the last answer.
-    pub wall_seconds: f64,
-    /// The part of `wall_seconds` with at least one call in flight.
-    pub busy_seconds: f64,
 }
 
 /// Wall time during which at least one call is in flight.
@@ -154,7 +139,7 @@ fn call_all(
             let job = &jobs[i];
             let record = record_of(job, stage, llm.name(), &answer, seconds, parse, &mut stats);
             if let Some(audit) = audit {
-                audit.write(stage, job, &answer, seconds)?;
+                audit.write(stage, &job.id, &job.messages, &answer, seconds)?;
             }
             store.append(record)?;
             progress.update(already + finished + 1);

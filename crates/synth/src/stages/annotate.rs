@@ -13,8 +13,8 @@ use super::fields;
 use crate::error::Result;
 use crate::llm::{Llm, Message, strip_reasoning};
 use crate::prompts::fill;
-use crate::run::{Run, Stage, derive_seed};
-use crate::runner::{Job, StageStats, run_jobs};
+use crate::run::{Run, Stage, StageStats, derive_seed};
+use crate::runner::{Job, run_jobs};
 
 /// Queries or documents longer than this many characters are not annotated
 /// (the released script's 0.3 × 4 × 40,960 for a 40,960-token context).

@@ -9,8 +9,8 @@ use super::fields;
 use crate::error::Result;
 use crate::llm::{Llm, Message, strip_reasoning};
 use crate::prompts::fill;
-use crate::run::{Run, Stage, derive_seed, item_id};
-use crate::runner::{Job, StageStats, run_jobs};
+use crate::run::{Run, Stage, StageStats, derive_seed, item_id};
+use crate::runner::{Job, run_jobs};
 
 /// The judgement in an answer: `Some(true)` for yes, `None` when it says neither.
 pub fn parse_yes_no(answer: &str) -> Option<bool> {

@@ -10,8 +10,8 @@ use super::{fields, text_answer};
 use crate::error::Result;
 use crate::llm::{Llm, Message};
 use crate::prompts::{LENGTHS, LEVELS, fill};
-use crate::run::{Run, Stage, derive_seed, item_id, rng};
-use crate::runner::{Job, StageStats, run_jobs};
+use crate::run::{Run, Stage, StageStats, derive_seed, item_id, rng};
+use crate::runner::{Job, run_jobs};
 
 /// The `(length, level)` drawn for an item, the same on every run.
 pub fn draw(seed: u64, id: &str) -> (&'static str, &'static str) {

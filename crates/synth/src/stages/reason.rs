@@ -11,8 +11,8 @@ use super::{fields, text_answer};
 use crate::error::Result;
 use crate::llm::{Llm, Message};
 use crate::prompts::fill;
-use crate::run::{Run, Stage, derive_seed};
-use crate::runner::{Job, StageStats, run_jobs};
+use crate::run::{Run, Stage, StageStats, derive_seed};
+use crate::runner::{Job, run_jobs};
 
 pub fn run(run: &Run, llm: &dyn Llm, progress: &mut dyn Progress) -> Result<StageStats> {
     let generated = run.open_stage(Stage::Generate)?;
