@@ -3,7 +3,7 @@
 //! on the first batch, then every text, batch 32), printing the same JSON line.
 //! `scripts/bench-embed.sh` runs both in one go and prints the ratio.
 //!
-//!     cargo bench -p reasonembed-models --bench embed -- [CORPUS] [BATCH]
+//!     cargo bench -p reasonembed-models --bench embed -- [CORPUS] [BATCH] [f32|bf16]
 
 use std::time::Instant;
 
@@ -19,7 +19,16 @@ fn main() {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
 
-    let embedder = Embedder::from_spec("minilm", EmbedderOptions::default()).expect("load minilm");
+    let dtype = args.get(2).map_or("f32", String::as_str);
+    let options = EmbedderOptions {
+        dtype: Some(match dtype {
+            "f32" => candle_core::DType::F32,
+            "bf16" => candle_core::DType::BF16,
+            other => panic!("dtype {other}: expected f32 or bf16"),
+        }),
+        ..EmbedderOptions::default()
+    };
+    let embedder = Embedder::from_spec("minilm", options).expect("load minilm");
     let options = EncodeOptions::default().with_batch_size(batch);
     embedder
         .encode(&texts[..batch.min(texts.len())], &options, |_, _| {})
@@ -42,6 +51,8 @@ fn main() {
             "tokens_per_s": (out.tokens as f64 / seconds * 10.0).round() / 10.0,
             "threads": threads,
             "batch_size": batch,
+            "dtype": dtype,
+            "kernels": embedder.info().kernels,
         })
     );
 }

@@ -91,6 +91,26 @@ impl Backbone {
         }
     }
 
+    /// Whether [`Backbone::forward_packed`] covers this model (see
+    /// [`crate::packed`]); only with the `mkl` feature.
+    pub fn packs(&self) -> bool {
+        match self {
+            #[cfg(feature = "mkl")]
+            Self::Bert(m) => m.packs(),
+            _ => false,
+        }
+    }
+
+    /// [`Backbone::forward`] in [`Mode::Inference`] on the packed path; call
+    /// it only where [`Backbone::packs`] holds.
+    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
+        match self {
+            #[cfg(feature = "mkl")]
+            Self::Bert(m) if m.packs() => m.forward_packed(batch),
+            _ => candle_core::bail!("this model has no packed inference path"),
+        }
+    }
+
     pub fn hidden_size(&self) -> usize {
         match self {
             Self::Bert(m) => m.hidden_size(),

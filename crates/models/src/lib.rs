@@ -28,8 +28,11 @@ mod hub;
 pub mod identity;
 pub mod llama;
 pub mod lora;
+mod mkl;
 pub mod nn;
 pub mod ops;
+#[cfg(feature = "mkl")]
+mod packed;
 pub mod params;
 pub mod pooling;
 pub mod qwen2;
@@ -40,7 +43,7 @@ pub mod tokenizer;
 
 pub use backbone::Architecture;
 pub use batch::{Attention, PaddingSide, TokenBatch};
-pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, ModelInfo};
+pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, Kernels, ModelInfo};
 pub use encode::{EncodeOptions, EncodeSettings, Prompt, Side, with_instruction};
 pub use error::{Error, Result};
 pub use folder::ModelFolder;

@@ -115,15 +115,30 @@ pub struct Linear {
 
 impl Linear {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = matmul_t(x, &self.weight)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+        let y = match crate::mkl::linear(x, &self.weight, self.bias.as_ref(), mode)? {
+            Some(y) => y,
+            None => {
+                let y = matmul_t(x, &self.weight)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
         };
         match &self.lora {
             Some(lora) => y + lora.forward(x, mode)?,
             None => Ok(y),
         }
+    }
+
+    /// The weight `[out, in]` and bias, for kernels that take the layer apart.
+    pub(crate) fn parts(&self) -> (&Tensor, Option<&Tensor>) {
+        (&self.weight, self.bias.as_ref())
+    }
+
+    /// Whether a LoRA adapter is attached (and not merged).
+    pub(crate) fn has_lora(&self) -> bool {
+        self.lora.is_some()
     }
 
     /// Folds the adapter into the base weight (`W + s·B·A`) and drops it.
@@ -137,7 +152,7 @@ impl Linear {
 
 #[derive(Debug, Clone)]
 pub struct Embedding {
-    weight: Tensor,
+    pub(crate) weight: Tensor,
 }
 
 impl Embedding {
@@ -161,6 +176,12 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Scale, shift and epsilon in f32, for kernels that take the norm apart.
+    pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, Vec<f32>, f32)> {
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32)?.to_vec1::<f32>();
+        Ok((f32s(&self.weight)?, f32s(&self.bias)?, self.eps as f32))
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Inference && x.is_contiguous() {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
