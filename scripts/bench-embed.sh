@@ -5,18 +5,20 @@
 #
 #   scripts/bench-embed.sh            # needs the venv of scripts/README.md
 #   PYTHON=/path/to/python scripts/bench-embed.sh
+#   DTYPE=bf16 scripts/bench-embed.sh # both sides in bfloat16
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 THREADS=${THREADS:-2}
+DTYPE=${DTYPE:-f32}
 CORPUS=benches/corpus-1k.txt
 # OpenBLAS settings forced on some machines slow PyTorch down; benchmarks only.
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
 export RAYON_NUM_THREADS=$THREADS
-ours=$(cargo bench -q -p reasonembed-models --bench embed -- "$CORPUS" 32 | tail -n1)
+ours=$(cargo bench -q -p reasonembed-models --bench embed -- "$CORPUS" 32 "$DTYPE" | tail -n1)
 model_dir=$(cargo run -q --release -p reasonembed-cli -- pull minilm)
-theirs=$("$PYTHON" scripts/bench_embed_pytorch.py --model "$model_dir" --input "$CORPUS" --threads "$THREADS" | tail -n1)
+theirs=$("$PYTHON" scripts/bench_embed_pytorch.py --model "$model_dir" --input "$CORPUS" --threads "$THREADS" --dtype "$DTYPE" | tail -n1)
 echo "$ours"
 echo "$theirs"
 "$PYTHON" - "$ours" "$theirs" <<'PY'
