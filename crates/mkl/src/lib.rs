@@ -30,6 +30,8 @@ mod ffi {
     pub const ROW_MAJOR: c_int = 101;
     pub const NO_TRANS: c_int = 111;
     pub const TRANS: c_int = 112;
+    pub const PACKED: c_int = 151;
+    pub const B_MATRIX: c_int = 162;
 
     unsafe extern "C" {
         // MKL_INT is a 32-bit int in the LP64 interface we link; MKL_BF16 is
@@ -66,6 +68,64 @@ mod ffi {
             c: *mut f32,
             ldc: c_int,
         );
+        pub fn cblas_sgemm_pack_get_size(identifier: c_int, m: c_int, n: c_int, k: c_int) -> usize;
+        pub fn cblas_sgemm_pack(
+            layout: c_int,
+            identifier: c_int,
+            trans: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            alpha: f32,
+            src: *const f32,
+            ld: c_int,
+            dest: *mut f32,
+        );
+        pub fn cblas_sgemm_compute(
+            layout: c_int,
+            trans_a: c_int,
+            trans_b: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            a: *const f32,
+            lda: c_int,
+            b: *const f32,
+            ldb: c_int,
+            beta: f32,
+            c: *mut f32,
+            ldc: c_int,
+        );
+        pub fn cblas_gemm_bf16bf16f32_pack_get_size(identifier: c_int, m: c_int, n: c_int, k: c_int) -> usize;
+        pub fn cblas_gemm_bf16bf16f32_pack(
+            layout: c_int,
+            identifier: c_int,
+            trans: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            src: *const u16,
+            ld: c_int,
+            dest: *mut u16,
+        );
+        pub fn cblas_gemm_bf16bf16f32_compute(
+            layout: c_int,
+            trans_a: c_int,
+            trans_b: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            alpha: f32,
+            a: *const u16,
+            lda: c_int,
+            b: *const u16,
+            ldb: c_int,
+            beta: f32,
+            c: *mut f32,
+            ldc: c_int,
+        );
+        pub fn MKL_malloc(size: usize, align: c_int) -> *mut std::ffi::c_void;
+        pub fn MKL_free(ptr: *mut std::ffi::c_void);
         pub fn MKL_Set_Num_Threads(n: c_int);
         pub fn MKL_Set_Num_Threads_Local(n: c_int) -> c_int;
         pub fn MKL_Get_Max_Threads() -> c_int;
@@ -272,6 +332,211 @@ fn beta(output: Output) -> f32 {
     }
 }
 
+/// The element type of a [`PackedB`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackedType {
+    F32,
+    Bf16,
+}
+
+/// `B` of `C = A·op(B)` in MKL's internal packed layout, made once for
+/// GEMMs that reuse it (a layer's weight): each later product skips the
+/// repacking of `B` that a plain GEMM does on every call. Packed on one
+/// thread, for products computed on one thread ([`sequential`]).
+#[derive(Debug)]
+pub struct PackedB {
+    ptr: std::ptr::NonNull<u8>,
+    n: usize,
+    k: usize,
+    kind: PackedType,
+}
+
+// SAFETY: the buffer is owned, written once by MKL in `pack_*`, and only
+// read afterwards.
+unsafe impl Send for PackedB {}
+// SAFETY: as above; shared access is read-only.
+unsafe impl Sync for PackedB {}
+
+impl Drop for PackedB {
+    fn drop(&mut self) {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        // SAFETY: allocated by MKL_malloc in `pack` and freed once here.
+        unsafe {
+            ffi::MKL_free(self.ptr.as_ptr().cast())
+        };
+    }
+}
+
+/// The `(n, k)` of `B` as `op(B)` is `k × n`.
+fn b_dims<T>(b: &Mat<T>, b_layout: BLayout) -> (usize, usize) {
+    match b_layout {
+        BLayout::KByN => (b.cols, b.rows),
+        BLayout::NByK => (b.rows, b.cols),
+    }
+}
+
+impl PackedB {
+    /// Packs `b` (f32, `k × n` or `n × k`).
+    ///
+    /// # Panics
+    /// As [`gemm_f32`], or if MKL cannot allocate the buffer.
+    pub fn f32(b: Mat<f32>, b_layout: BLayout) -> Self {
+        Self::pack(PackedType::F32, b.data.as_ptr().cast(), b.data.len(), &b, b_layout)
+    }
+
+    /// Packs `b` (bf16 bits, `k × n` or `n × k`).
+    ///
+    /// # Panics
+    /// As [`PackedB::f32`].
+    pub fn bf16(b: Mat<u16>, b_layout: BLayout) -> Self {
+        Self::pack(PackedType::Bf16, b.data.as_ptr().cast(), b.data.len(), &b, b_layout)
+    }
+
+    pub fn kind(&self) -> PackedType {
+        self.kind
+    }
+
+    /// `(n, k)`: `op(B)` is `k × n`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    fn pack<T>(kind: PackedType, src: *const u8, len: usize, b: &Mat<T>, b_layout: BLayout) -> Self {
+        if !LINKED {
+            panic!("PackedB: MKL is not linked into this build");
+        }
+        let (n, k) = b_dims(b, b_layout);
+        assert!(
+            n > 0 && k > 0 && fits(len, b.rows, b.cols, b.stride),
+            "PackedB: an empty matrix, or one that does not fit its slice"
+        );
+        let dim = |d: usize| i32::try_from(d).unwrap_or_else(|_| panic!("PackedB: dimension {d} exceeds i32"));
+        let (n32, k32, ld) = (dim(n), dim(k), dim(b.stride));
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        // SAFETY: MKL sizes the buffer for a k × n B (m does not enter B's
+        // layout; 1 is passed), allocates it 64-byte aligned, and reads `src`
+        // within the bounds checked above; packing runs on this thread only.
+        unsafe {
+            let bytes = match kind {
+                PackedType::F32 => ffi::cblas_sgemm_pack_get_size(ffi::B_MATRIX, 1, n32, k32),
+                PackedType::Bf16 => ffi::cblas_gemm_bf16bf16f32_pack_get_size(ffi::B_MATRIX, 1, n32, k32),
+            };
+            let ptr = std::ptr::NonNull::new(ffi::MKL_malloc(bytes, 64).cast::<u8>())
+                .unwrap_or_else(|| panic!("PackedB: MKL could not allocate {bytes} bytes"));
+            sequential(|| match kind {
+                PackedType::F32 => ffi::cblas_sgemm_pack(
+                    ffi::ROW_MAJOR,
+                    ffi::B_MATRIX,
+                    trans(b_layout),
+                    1,
+                    n32,
+                    k32,
+                    1.0,
+                    src.cast(),
+                    ld,
+                    ptr.as_ptr().cast(),
+                ),
+                PackedType::Bf16 => ffi::cblas_gemm_bf16bf16f32_pack(
+                    ffi::ROW_MAJOR,
+                    ffi::B_MATRIX,
+                    trans(b_layout),
+                    1,
+                    n32,
+                    k32,
+                    src.cast(),
+                    ld,
+                    ptr.as_ptr().cast(),
+                ),
+            });
+            Self { ptr, n, k, kind }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        unreachable!("LINKED is false: {:?}", (kind, src, n32, k32, ld))
+    }
+}
+
+/// `C = A·op(B)` (or `C += …`) with `B` packed: f32 `A` for an f32 pack,
+/// bf16 bits for a bf16 one.
+///
+/// # Panics
+/// If the types or shapes do not match, or a matrix does not fit its slice.
+pub fn gemm_packed<T: PackedInput>(a: Mat<T>, b: &PackedB, c: MatMut, output: Output) {
+    assert_eq!(T::KIND, b.kind, "gemm_packed: the input's type differs from the pack's");
+    let (n, k) = b.dims();
+    let (m, lda, ldc) = (a.rows, a.stride, c.stride);
+    assert!(
+        a.cols == k && c.rows == m && c.cols == n,
+        "gemm_packed: A {m}×{}, packed B {k}×{n}, C {}×{} do not match",
+        a.cols,
+        c.rows,
+        c.cols
+    );
+    assert!(
+        fits(a.data.len(), m, k, lda) && fits(c.data.len(), m, n, ldc),
+        "gemm_packed: a matrix does not fit its slice"
+    );
+    if m == 0 {
+        return;
+    }
+    let dim = |d: usize| i32::try_from(d).unwrap_or_else(|_| panic!("gemm_packed: dimension {d} exceeds i32"));
+    let [m, n, k, lda, ldc] = [m, n, k, lda, ldc].map(dim);
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // SAFETY: the shapes and slices are checked above, the pack holds a
+    // k × n B of the same element type, and C is borrowed mutably.
+    unsafe {
+        let (a_ptr, b_ptr, c_ptr) = (a.data.as_ptr(), b.ptr.as_ptr(), c.data.as_mut_ptr());
+        match T::KIND {
+            PackedType::F32 => ffi::cblas_sgemm_compute(
+                ffi::ROW_MAJOR,
+                ffi::NO_TRANS,
+                ffi::PACKED,
+                m,
+                n,
+                k,
+                a_ptr.cast(),
+                lda,
+                b_ptr.cast(),
+                0,
+                beta(output),
+                c_ptr,
+                ldc,
+            ),
+            PackedType::Bf16 => ffi::cblas_gemm_bf16bf16f32_compute(
+                ffi::ROW_MAJOR,
+                ffi::NO_TRANS,
+                ffi::PACKED,
+                m,
+                n,
+                k,
+                1.0,
+                a_ptr.cast(),
+                lda,
+                b_ptr.cast(),
+                0,
+                beta(output),
+                c_ptr,
+                ldc,
+            ),
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let _ = (m, n, k, lda, ldc, output);
+}
+
+/// The element types [`gemm_packed`] takes as `A`.
+pub trait PackedInput {
+    const KIND: PackedType;
+}
+
+impl PackedInput for f32 {
+    const KIND: PackedType = PackedType::F32;
+}
+
+/// bf16 values as their bits.
+impl PackedInput for u16 {
+    const KIND: PackedType = PackedType::Bf16;
+}
+
 /// Runs `f` with MKL on one thread in the calling thread only: for GEMMs
 /// issued from rayon workers that already split the work, where MKL's own
 /// OpenMP team would oversubscribe the cores (and spin after each call).
@@ -455,6 +720,46 @@ mod tests {
             MatMut::dense(&mut c, 4, 4),
             Output::Overwrite,
         );
+    }
+
+    /// A pack made once serves products of any number of rows, and gives
+    /// what the plain GEMM gives.
+    #[test]
+    fn packed_weights_give_the_plain_product() {
+        if !LINKED {
+            return;
+        }
+        let (n, k) = (40, 24);
+        let bits = |v: f32| (v.to_bits() >> 16) as u16;
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let w16: Vec<u16> = w.iter().map(|&v| bits(v)).collect();
+        let (p32, p16) = (
+            PackedB::f32(Mat::dense(&w, n, k), BLayout::NByK),
+            PackedB::bf16(Mat::dense(&w16, n, k), BLayout::NByK),
+        );
+        for m in [1, 7, 64, 300] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let a16: Vec<u16> = a.iter().map(|&v| bits(v)).collect();
+            let mut want = vec![0.0; m * n];
+            let c = MatMut::dense(&mut want, m, n);
+            gemm_f32(
+                1.0,
+                Mat::dense(&a, m, k),
+                Mat::dense(&w, n, k),
+                BLayout::NByK,
+                c,
+                Output::Overwrite,
+            );
+            for output in [Output::Overwrite, Output::Accumulate] {
+                let start = if output == Output::Overwrite { f32::NAN } else { 0.0 };
+                let mut got = vec![start; m * n];
+                gemm_packed(Mat::dense(&a, m, k), &p32, MatMut::dense(&mut got, m, n), output);
+                assert_eq!(got, want, "f32, {m} rows, {output:?}");
+                let mut got = vec![start; m * n];
+                gemm_packed(Mat::dense(&a16, m, k), &p16, MatMut::dense(&mut got, m, n), output);
+                assert_eq!(got, want, "bf16, {m} rows, {output:?}");
+            }
+        }
     }
 
     #[test]

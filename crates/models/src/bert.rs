@@ -174,19 +174,17 @@ impl Layer {
     /// One layer on packed rows, in place: `x` ← the layer's output.
     #[cfg(feature = "mkl")]
     fn forward_packed(&self, x: &mut [f32], packed: &crate::packed::Packed, buf: &mut LayerBuffers) -> Result<()> {
-        use crate::packed::{attention, gelu_erf, layer_norm, linear};
+        use crate::packed::{attention, feed_forward, gelu_erf, layer_norm, linear};
         let h = x.len() / packed.tokens().max(1);
-        let inter = buf.inter.len() / packed.tokens().max(1);
         // Q, K and V side by side in one row per token.
-        linear(x, h, &[&self.query, &self.key, &self.value], &mut buf.qkv, None, |_| {})?;
+        linear(x, &[&self.query, &self.key, &self.value], &mut buf.qkv, None, |_| {})?;
         attention(&buf.qkv, packed, self.heads, h / self.heads, &mut buf.ctx);
         let (w, b, eps) = self.attn_norm.parts_f32()?;
         let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
-        linear(&buf.ctx, h, &[&self.attn_out], &mut buf.mid, Some(&*x), norm)?;
-        linear(&buf.mid, h, &[&self.intermediate], &mut buf.inter, None, gelu_erf)?;
+        linear(&buf.ctx, &[&self.attn_out], &mut buf.mid, Some(&*x), norm)?;
         let (w, b, eps) = self.out_norm.parts_f32()?;
         let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
-        linear(&buf.inter, inter, &[&self.output], x, Some(&buf.mid), norm)
+        feed_forward(&buf.mid, &self.intermediate, gelu_erf, &self.output, x, &buf.mid, norm)
     }
 
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -209,7 +207,6 @@ struct LayerBuffers {
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     mid: Vec<f32>,
-    inter: Vec<f32>,
 }
 
 pub struct Bert {
@@ -271,15 +268,10 @@ impl Bert {
         let h = self.hidden_size;
         let mut x = self.embeddings.forward_packed(&packed)?;
         let t = packed.tokens();
-        let inter = self
-            .layers
-            .first()
-            .map_or(0, |l| l.intermediate.parts().0.dim(0).unwrap_or(0));
         let mut buffers = LayerBuffers {
             qkv: vec![0f32; t * 3 * h],
             ctx: vec![0f32; t * h],
             mid: vec![0f32; t * h],
-            inter: vec![0f32; t * inter],
         };
         for layer in &self.layers {
             layer.forward_packed(&mut x, &packed, &mut buffers)?;

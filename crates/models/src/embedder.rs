@@ -217,7 +217,7 @@ impl Embedder {
                     PaddingSide::Right
                 });
         let pad_id = folder.config_token_id("pad_token_id").or(eos_id).unwrap_or(0);
-        let packed = runs_packed(options.kernels, &device, &backbone);
+        let packed = runs_packed(options.kernels, &device, &backbone, &trainable_vars);
         let kernels = format!(
             "{}{}",
             if packed { "packed" } else { "candle" },
@@ -425,7 +425,8 @@ impl Embedder {
     }
 
     fn pool(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
-        let hidden = if mode == Mode::Inference && runs_packed(self.kernels, &self.device, &self.backbone) {
+        let packed = runs_packed(self.kernels, &self.device, &self.backbone, &self.trainable_vars);
+        let hidden = if mode == Mode::Inference && packed {
             self.backbone.forward_packed(batch)?
         } else {
             self.backbone.forward(batch, mode)?
@@ -493,10 +494,11 @@ impl Embedder {
     }
 }
 
-/// Whether inference takes the packed path. Asked again at every batch: a
-/// trainer may attach or merge adapters after loading.
-fn runs_packed(kernels: Kernels, device: &Device, backbone: &Backbone) -> bool {
-    kernels == Kernels::Fast && device.is_cpu() && backbone.packs()
+/// Whether inference takes the packed path: on the CPU, for a model it
+/// covers, with frozen weights (it keeps packed copies of them; a model in
+/// training keeps the candle path, whose evaluations see every update).
+fn runs_packed(kernels: Kernels, device: &Device, backbone: &Backbone, trainable: &VarMap) -> bool {
+    kernels == Kernels::Fast && device.is_cpu() && trainable.all_vars().is_empty() && backbone.packs()
 }
 
 fn check_max_length(max_length: usize, max_positions: Option<usize>) -> Result<()> {

@@ -80,7 +80,13 @@ impl Weights {
             }
             _ => None,
         };
-        Ok(Linear { weight, bias, lora })
+        Ok(Linear {
+            weight,
+            bias,
+            lora,
+            #[cfg(feature = "mkl")]
+            packed: Default::default(),
+        })
     }
 
     pub fn embedding(&self, vocab: usize, dim: usize) -> Result<Embedding> {
@@ -111,6 +117,10 @@ pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     lora: Option<LoraAdapter>,
+    /// The weight in MKL's packed layout, made by the packed inference path
+    /// on first use (it runs on frozen weights only).
+    #[cfg(feature = "mkl")]
+    pub(crate) packed: std::sync::OnceLock<std::sync::Arc<reasonembed_mkl::PackedB>>,
 }
 
 impl Linear {
@@ -145,6 +155,10 @@ impl Linear {
     pub fn merge_lora(&mut self) -> Result<()> {
         if let Some(lora) = self.lora.take() {
             self.weight = (&self.weight + lora.delta_weight()?.to_dtype(self.weight.dtype())?)?;
+            #[cfg(feature = "mkl")]
+            {
+                self.packed = Default::default();
+            }
         }
         Ok(())
     }

@@ -13,16 +13,17 @@
 //! input rounded to bf16 and accumulates in f32 (AMX or AVX512-BF16 where the
 //! CPU has them); norms, softmax and GELU are computed in f32.
 //!
-//! Inference only: nothing here records a gradient. `Mode::Train` and every
+//! Inference only, on frozen weights: nothing here records a gradient, and
+//! each layer keeps its weight packed for MKL after the first batch. `Mode::Train` and every
 //! model this path does not cover use the candle ops of the backbone files,
 //! the reference this path is tested against.
 
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
-use half::bf16;
 use half::slice::HalfFloatSliceExt as _;
 use multiversion::multiversion;
 use rayon::prelude::*;
-use reasonembed_mkl::{BLayout, Mat, MatMut, Output};
+use reasonembed_mkl::{BLayout, Mat, MatMut, Output, PackedB, PackedType};
+use std::sync::Arc;
 
 use crate::batch::TokenBatch;
 use crate::nn::{LayerNorm, Linear};
@@ -83,35 +84,26 @@ impl Packed {
     }
 }
 
-/// The values of a contiguous CPU weight.
-enum Values<'a> {
-    F32(&'a [f32]),
-    Bf16(&'a [bf16]),
-}
-
-/// A weight's storage, read-locked while a kernel uses its values.
-struct Locked<G> {
-    storage: G,
-    range: (usize, usize),
-}
-
-fn lock(t: &Tensor) -> Result<Locked<impl std::ops::Deref<Target = Storage> + '_>> {
-    let (storage, layout) = t.storage_and_layout();
-    let Some(range) = layout.contiguous_offsets() else {
+/// The layer's weight in MKL's packed layout (made on first use, then
+/// kept with the layer).
+fn packed_weight(layer: &Linear) -> Result<Arc<PackedB>> {
+    if let Some(p) = layer.packed.get() {
+        return Ok(p.clone());
+    }
+    let weight = layer.parts().0;
+    let (n, k) = weight.dims2()?;
+    let (storage, tensor_layout) = weight.storage_and_layout();
+    let Some((start, end)) = tensor_layout.contiguous_offsets() else {
         candle_core::bail!("packed path: expected a contiguous weight");
     };
-    Ok(Locked { storage, range })
-}
-
-impl<G: std::ops::Deref<Target = Storage>> Locked<G> {
-    fn values(&self) -> Result<Values<'_>> {
-        let (start, end) = self.range;
-        match &*self.storage {
-            Storage::Cpu(CpuStorage::F32(v)) => Ok(Values::F32(&v[start..end])),
-            Storage::Cpu(CpuStorage::BF16(v)) => Ok(Values::Bf16(&v[start..end])),
-            _ => candle_core::bail!("packed path: expected f32 or bf16 weights on the CPU"),
+    let pack = match &*storage {
+        Storage::Cpu(CpuStorage::F32(v)) => PackedB::f32(Mat::dense(&v[start..end], n, k), BLayout::NByK),
+        Storage::Cpu(CpuStorage::BF16(v)) => {
+            PackedB::bf16(Mat::dense(v[start..end].reinterpret_cast(), n, k), BLayout::NByK)
         }
-    }
+        _ => candle_core::bail!("packed path: expected f32 or bf16 weights on the CPU"),
+    };
+    Ok(layer.packed.get_or_init(|| Arc::new(pack)).clone())
 }
 
 /// A vector parameter (bias, norm scale) in f32.
@@ -124,88 +116,164 @@ fn chunk_rows(rows: usize) -> usize {
     rows.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
+/// Rows per block of a [`linear`]: small enough that a block's output (up to
+/// a few thousand columns) stays in the L2 cache for the passes after the
+/// GEMM, large enough for MKL's kernels to run at full rate.
+const BLOCK_ROWS: usize = 64;
+
+/// Linear layers side by side, ready for packed rows: weights packed for
+/// MKL, biases in f32.
+struct Dense {
+    weights: Vec<Arc<PackedB>>,
+    biases: Vec<Option<Vec<f32>>>,
+    /// Input width.
+    k: usize,
+    /// Output width: the layers' widths summed.
+    width: usize,
+}
+
+thread_local! {
+    /// Per-thread scratch rows, reused across blocks: a fresh allocation of
+    /// this size would be a new mapping (and its page faults) every time.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<u16>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl Dense {
+    fn new(layers: &[&Linear]) -> Result<Self> {
+        let weights = layers.iter().map(|l| packed_weight(l)).collect::<Result<Vec<_>>>()?;
+        let biases = layers
+            .iter()
+            .map(|l| l.parts().1.map(vector).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        let k = weights.first().map_or(0, |w| w.dims().1);
+        if weights.iter().any(|w| w.dims().1 != k || w.kind() != weights[0].kind()) {
+            candle_core::bail!("packed path: side-by-side layers need one input width and one dtype");
+        }
+        let width = weights.iter().map(|w| w.dims().0).sum();
+        Ok(Self {
+            weights,
+            biases,
+            k,
+            width,
+        })
+    }
+
+    /// One block of rows: `out = x · Wᵀ + b (+ residual)`, then `post` on
+    /// each finished row while the block is in cache. For bf16 weights the
+    /// block is rounded to bf16 once, for every layer.
+    fn block(&self, x: &[f32], out: &mut [f32], residual: Option<&[f32]>, post: &(impl Fn(&mut [f32]) + Sync)) {
+        let (k, ldc) = (self.k, self.width);
+        let m = x.len() / k;
+        SCRATCH.with_borrow_mut(|(_, x16)| {
+            if self.weights[0].kind() == PackedType::Bf16 {
+                to_bf16_into(x, x16);
+            }
+            let mut col = 0;
+            for weight in &self.weights {
+                let n = weight.dims().0;
+                let c = MatMut::strided(&mut out[col..], m, n, ldc);
+                reasonembed_mkl::sequential(|| match weight.kind() {
+                    PackedType::Bf16 => {
+                        reasonembed_mkl::gemm_packed(Mat::dense(x16, m, k), weight, c, Output::Overwrite)
+                    }
+                    PackedType::F32 => reasonembed_mkl::gemm_packed(Mat::dense(x, m, k), weight, c, Output::Overwrite),
+                });
+                col += n;
+            }
+        });
+        // Bias and residual are added here, on rows still in cache, not
+        // written before the GEMM and read back by it.
+        for (r, row) in out.chunks_mut(ldc).enumerate() {
+            let res = residual.map(|res| &res[r * ldc..][..ldc]);
+            let mut col = 0;
+            for (weight, bias) in self.weights.iter().zip(&self.biases) {
+                let n = weight.dims().0;
+                add_into(&mut row[col..col + n], bias.as_deref(), res.map(|r| &r[col..col + n]));
+                col += n;
+            }
+            post(row);
+        }
+    }
+}
+
+/// Splits `n` rows of `width` into the blocks the kernels work on.
+fn blocks(v: &[f32], width: usize) -> rayon::slice::Chunks<'_, f32> {
+    v.par_chunks(BLOCK_ROWS * width.max(1))
+}
+
 /// `out[r] = x[r] · [W₁ W₂ …]ᵀ + [b₁ b₂ …] (+ residual[r])` for each row of
-/// `x` (`k` wide): the layers' outputs side by side in one row of `out`,
-/// then `post` on each finished row, all in one pass per chunk of rows (and
-/// one bf16 rounding of the input, shared by the layers).
+/// `x`: the layers' outputs side by side in one row of `out`, then `post` on
+/// each finished row; block by block of rows, each finished while in cache.
 pub(crate) fn linear(
     x: &[f32],
-    k: usize,
     layers: &[&Linear],
     out: &mut [f32],
     residual: Option<&[f32]>,
     post: impl Fn(&mut [f32]) + Sync,
 ) -> Result<()> {
-    let locked = layers.iter().map(|l| lock(l.parts().0)).collect::<Result<Vec<_>>>()?;
-    let weights = locked.iter().map(Locked::values).collect::<Result<Vec<_>>>()?;
-    let biases = layers
-        .iter()
-        .map(|l| l.parts().1.map(vector).transpose())
-        .collect::<Result<Vec<_>>>()?;
-    let widths = layers.iter().map(|l| l.parts().0.dim(0)).collect::<Result<Vec<_>>>()?;
-    let ldc: usize = widths.iter().sum();
-    let rows = x.len() / k;
-    assert_eq!(out.len(), rows * ldc, "the output must hold every row");
-    if let Some(res) = residual {
-        assert!(
-            layers.len() == 1 && res.len() == rows * ldc,
-            "a residual needs one layer"
-        );
-    }
-    let per = chunk_rows(rows);
-    out.par_chunks_mut(per * ldc)
-        .zip(x.par_chunks(per * k))
+    let dense = Dense::new(layers)?;
+    let rows = x.len() / dense.k.max(1);
+    assert_eq!(out.len(), rows * dense.width, "the output must hold every row");
+    assert!(
+        residual.is_none_or(|r| r.len() == out.len()),
+        "the residual must match the output"
+    );
+    out.par_chunks_mut(BLOCK_ROWS * dense.width)
+        .zip(blocks(x, dense.k))
         .enumerate()
-        .for_each(|(chunk, (out, x))| {
-            let m = x.len() / k;
-            let x16 = matches!(weights[0], Values::Bf16(_)).then(|| to_bf16_bits(x));
-            let mut col = 0;
-            for ((weight, bias), &n) in weights.iter().zip(&biases).zip(&widths) {
-                for (r, row) in out.chunks_mut(ldc).enumerate() {
-                    let res = residual.map(|res| &res[(chunk * per + r) * n..][..n]);
-                    prefill(&mut row[col..col + n], bias.as_deref(), res);
-                }
-                let c = MatMut::strided(&mut out[col..], m, n, ldc);
-                reasonembed_mkl::sequential(|| match (weight, &x16) {
-                    (Values::Bf16(w), Some(a)) => {
-                        let (a, w) = (Mat::dense(a, m, k), Mat::dense(w.reinterpret_cast(), n, k));
-                        reasonembed_mkl::gemm_bf16(1.0, a, w, BLayout::NByK, c, Output::Accumulate);
-                    }
-                    (Values::F32(w), _) => {
-                        let (a, w) = (Mat::dense(x, m, k), Mat::dense(w, n, k));
-                        reasonembed_mkl::gemm_f32(1.0, a, w, BLayout::NByK, c, Output::Accumulate);
-                    }
-                    (Values::Bf16(_), None) => unreachable!("bf16 input rows are made for bf16 weights"),
-                });
-                col += n;
-            }
-            out.chunks_mut(ldc).for_each(&post);
+        .for_each(|(block, (out, x))| {
+            let res = residual.map(|r| &r[block * BLOCK_ROWS * dense.width..][..out.len()]);
+            dense.block(x, out, res, &post);
         });
     Ok(())
 }
 
-/// A GEMM's output row before it accumulates: bias plus residual (either
-/// may be absent).
+/// The feed-forward block `out = down(act(up(x))) + residual`, then `post`,
+/// block by block of rows: the wide intermediate rows never leave the cache.
+pub(crate) fn feed_forward(
+    x: &[f32],
+    up: &Linear,
+    act: impl Fn(&mut [f32]) + Sync,
+    down: &Linear,
+    out: &mut [f32],
+    residual: &[f32],
+    post: impl Fn(&mut [f32]) + Sync,
+) -> Result<()> {
+    let (up, down) = (Dense::new(&[up])?, Dense::new(&[down])?);
+    if down.k != up.width || x.len() / up.k.max(1) * down.width != out.len() || residual.len() != out.len() {
+        candle_core::bail!("packed path: feed-forward shapes do not chain");
+    }
+    out.par_chunks_mut(BLOCK_ROWS * down.width)
+        .zip(blocks(x, up.k))
+        .zip(blocks(residual, down.width))
+        .for_each(|((out, x), res)| {
+            let mut inter = SCRATCH.with_borrow_mut(|(f, _)| std::mem::take(f));
+            inter.resize(x.len() / up.k * up.width, 0.0);
+            up.block(x, &mut inter, None, &act);
+            down.block(&inter, out, Some(res), &post);
+            SCRATCH.with_borrow_mut(|(f, _)| *f = inter);
+        });
+    Ok(())
+}
+
+/// `row += bias (+ residual)`, either may be absent.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-fn prefill(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) {
-    match (bias, residual) {
-        (Some(b), Some(r)) => row.iter_mut().zip(b).zip(r).for_each(|((o, b), r)| *o = b + r),
-        (Some(v), None) | (None, Some(v)) => row.copy_from_slice(v),
-        (None, None) => row.fill(0.0),
+fn add_into(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) {
+    for v in [bias, residual].into_iter().flatten() {
+        row.iter_mut().zip(v).for_each(|(o, v)| *o += v);
     }
 }
 
-/// `x` rounded to bf16 (to nearest, ties to even; as their bits), for the
-/// input of a bf16 GEMM. NaN stays NaN.
+/// `x` rounded to bf16 (to nearest, ties to even; as their bits) into `out`,
+/// for the input of a bf16 GEMM. NaN stays NaN.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-fn to_bf16_bits(x: &[f32]) -> Vec<u16> {
-    x.iter()
-        .map(|v| {
-            let b = v.to_bits();
-            let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
-            if v.is_nan() { (b >> 16) as u16 | 0x40 } else { rounded }
-        })
-        .collect()
+fn to_bf16_into(x: &[f32], out: &mut Vec<u16>) {
+    out.clear();
+    out.extend(x.iter().map(|v| {
+        let b = v.to_bits();
+        let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+        if v.is_nan() { (b >> 16) as u16 | 0x40 } else { rounded }
+    }));
 }
 
 /// Bidirectional multi-head attention over each sequence's own tokens:
@@ -224,15 +292,19 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: usize, head_dim: us
     blocks.into_par_iter().zip(&packed.starts).for_each(|(ctx, &start)| {
         let len = ctx.len() / hidden;
         let rows = &qkv[start * 3 * hidden..(start + len) * 3 * hidden];
-        let mut scores = vec![0f32; len * len];
+        // Score rows padded to whole vectors, so softmax has no scalar tail.
+        let stride = len.next_multiple_of(16);
+        let mut scores = vec![0f32; len * stride];
         reasonembed_mkl::sequential(|| {
             for h in 0..heads {
                 let part = |i: usize| Mat::strided(&rows[i * hidden + h * head_dim..], len, head_dim, 3 * hidden);
-                let s = MatMut::dense(&mut scores, len, len);
-                reasonembed_mkl::gemm_f32(scale, part(0), part(1), BLayout::NByK, s, Output::Overwrite);
-                scores.chunks_mut(len).for_each(softmax);
+                let s = MatMut::strided(&mut scores, len, len, stride);
+                // The 1/√d scale is applied inside softmax: MKL would make a
+                // separate pass over the scores for an alpha other than 1.
+                reasonembed_mkl::gemm_f32(1.0, part(0), part(1), BLayout::NByK, s, Output::Overwrite);
+                scores.chunks_mut(stride).for_each(|row| softmax(row, len, scale));
                 let out = MatMut::strided(&mut ctx[h * head_dim..], len, head_dim, hidden);
-                let p = Mat::dense(&scores, len, len);
+                let p = Mat::strided(&scores, len, len, stride);
                 reasonembed_mkl::gemm_f32(1.0, p, part(2), BLayout::KByN, out, Output::Overwrite);
             }
         });
@@ -286,19 +358,21 @@ pub(crate) fn layer_norm(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32
     }
 }
 
-/// Softmax of one row in place.
+/// `softmax(scale · row[..len])` in place; `row` is a whole number of
+/// 16-wide vectors, and its values past `len` (padding) end as 0.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-pub(crate) fn softmax(row: &mut [f32]) {
+pub(crate) fn softmax(row: &mut [f32], len: usize, scale: f32) {
+    debug_assert!(row.len().is_multiple_of(16) && len <= row.len());
+    row[len..].fill(f32::NEG_INFINITY);
     let mut lanes = [f32::NEG_INFINITY; 16];
-    let chunks = row.chunks_exact(16);
-    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for c in chunks {
+    for c in row.chunks_exact(16) {
         for (m, &v) in lanes.iter_mut().zip(c) {
             *m = m.max(v);
         }
     }
-    let max = lanes.iter().copied().fold(tail, f32::max);
-    row.iter_mut().for_each(|v| *v = exp(*v - max));
+    let max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    row.iter_mut().for_each(|v| *v = exp((*v - max) * scale));
+    row[len..].fill(0.0);
     let inv = 1.0 / sum(row);
     row.iter_mut().for_each(|v| *v *= inv);
 }
@@ -345,6 +419,7 @@ fn erf(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::bf16;
 
     #[test]
     fn exp_and_erf_agree_with_libm() {
@@ -377,20 +452,25 @@ mod tests {
             f32::MIN_POSITIVE,
         ];
         let want: Vec<u16> = values.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
-        assert_eq!(to_bf16_bits(&values), want);
-        assert!(bf16::from_bits(to_bf16_bits(&[f32::NAN])[0]).is_nan());
+        let mut got = Vec::new();
+        to_bf16_into(&values, &mut got);
+        assert_eq!(got, want);
+        to_bf16_into(&[f32::NAN], &mut got);
+        assert!(bf16::from_bits(got[0]).is_nan());
     }
 
     #[test]
     fn row_kernels_match_their_definitions() {
         let row: Vec<f32> = (0..37).map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.5).collect();
         let mut s = row.clone();
-        softmax(&mut s);
+        s.resize(48, 5.0); // padding, larger than every value
+        softmax(&mut s, row.len(), 0.7);
         let max = row.iter().copied().fold(f32::MIN, f32::max);
-        let total: f32 = row.iter().map(|v| (v - max).exp()).sum();
+        let total: f32 = row.iter().map(|v| (0.7 * (v - max)).exp()).sum();
         for (got, v) in s.iter().zip(&row) {
-            assert!((got - (v - max).exp() / total).abs() < 1e-6);
+            assert!((got - (0.7 * (v - max)).exp() / total).abs() < 1e-6);
         }
+        assert!(s[row.len()..].iter().all(|&p| p == 0.0), "padding ends as 0");
         let (w, b): (Vec<f32>, Vec<f32>) = (0..37).map(|i| (1.0 + i as f32 * 0.01, i as f32 * -0.02)).unzip();
         let mut ln = row.clone();
         layer_norm(&mut ln, &w, &b, 1e-12);
