@@ -273,7 +273,10 @@ impl Embedder {
     }
 
     /// The identity key of this model (checkpoint and adapter bytes, settings,
-    /// code version); computed once. See [`crate::identity`].
+    /// code version); computed once. See [`crate::identity`]. It describes the
+    /// weights as read from their files: vectors of a model whose weights are
+    /// being trained in memory must not be cached under it (the trainer's
+    /// evaluations use no cache).
     pub fn identity(&self) -> Result<&str> {
         if let Some(key) = self.identity.get() {
             return Ok(key);
