@@ -97,6 +97,9 @@ impl Backbone {
         match self {
             #[cfg(feature = "mkl")]
             Self::Bert(m) => m.packs(),
+            #[cfg(feature = "mkl")]
+            Self::Decoder(m) => m.packs(),
+            #[cfg(not(feature = "mkl"))]
             _ => false,
         }
     }
@@ -107,6 +110,8 @@ impl Backbone {
         match self {
             #[cfg(feature = "mkl")]
             Self::Bert(m) if m.packs() => m.forward_packed(batch),
+            #[cfg(feature = "mkl")]
+            Self::Decoder(m) if m.packs() => m.forward_packed(batch),
             _ => candle_core::bail!("this model has no packed inference path"),
         }
     }

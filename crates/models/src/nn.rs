@@ -216,6 +216,11 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// Scale and epsilon in f32, for kernels that take the norm apart.
+    pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, f32)> {
+        Ok((self.weight.to_dtype(DType::F32)?.to_vec1::<f32>()?, self.eps as f32))
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Inference && x.is_contiguous() {
             return candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32);

@@ -161,12 +161,22 @@ impl Dense {
     /// One block of rows: `out = x · Wᵀ + b (+ residual)`, then `post` on
     /// each finished row while the block is in cache. For bf16 weights the
     /// block is rounded to bf16 once, for every layer.
-    fn block(&self, x: &[f32], out: &mut [f32], residual: Option<&[f32]>, post: &(impl Fn(&mut [f32]) + Sync)) {
+    /// `x` holds `m` rows `lda` apart, of which the first `k` values are the
+    /// input (`lda > k` when the rows carry more than this layer reads).
+    fn block(
+        &self,
+        x: &[f32],
+        lda: usize,
+        out: &mut [f32],
+        residual: Option<&[f32]>,
+        post: &(impl Fn(&mut [f32]) + Sync),
+    ) {
         let (k, ldc) = (self.k, self.width);
-        let m = x.len() / k;
+        let m = x.len() / lda;
         SCRATCH.with_borrow_mut(|(_, x16)| {
             if self.weights[0].kind() == PackedType::Bf16 {
-                to_bf16_into(x, x16);
+                x16.clear();
+                x.chunks(lda).for_each(|row| to_bf16_into(&row[..k], x16));
             }
             let mut col = 0;
             for weight in &self.weights {
@@ -176,7 +186,9 @@ impl Dense {
                     PackedType::Bf16 => {
                         reasonembed_mkl::gemm_packed(Mat::dense(x16, m, k), weight, c, Output::Overwrite)
                     }
-                    PackedType::F32 => reasonembed_mkl::gemm_packed(Mat::dense(x, m, k), weight, c, Output::Overwrite),
+                    PackedType::F32 => {
+                        reasonembed_mkl::gemm_packed(Mat::strided(x, m, k, lda), weight, c, Output::Overwrite)
+                    }
                 });
                 col += n;
             }
@@ -223,24 +235,26 @@ pub(crate) fn linear(
         .enumerate()
         .for_each(|(block, (out, x))| {
             let res = residual.map(|r| &r[block * BLOCK_ROWS * dense.width..][..out.len()]);
-            dense.block(x, out, res, &post);
+            dense.block(x, dense.k, out, res, &post);
         });
     Ok(())
 }
 
 /// The feed-forward block `out = down(act(up(x))) + residual`, then `post`,
 /// block by block of rows: the wide intermediate rows never leave the cache.
+/// `up` may be several layers side by side (SwiGLU's gate and up); `act`
+/// then leaves its result in the first `down`-input columns of each row.
 pub(crate) fn feed_forward(
     x: &[f32],
-    up: &Linear,
+    up: &[&Linear],
     act: impl Fn(&mut [f32]) + Sync,
     down: &Linear,
     out: &mut [f32],
     residual: &[f32],
     post: impl Fn(&mut [f32]) + Sync,
 ) -> Result<()> {
-    let (up, down) = (Dense::new(&[up])?, Dense::new(&[down])?);
-    if down.k != up.width || x.len() / up.k.max(1) * down.width != out.len() || residual.len() != out.len() {
+    let (up, down) = (Dense::new(up)?, Dense::new(&[down])?);
+    if down.k > up.width || x.len() / up.k.max(1) * down.width != out.len() || residual.len() != out.len() {
         candle_core::bail!("packed path: feed-forward shapes do not chain");
     }
     out.par_chunks_mut(BLOCK_ROWS * down.width)
@@ -249,8 +263,8 @@ pub(crate) fn feed_forward(
         .for_each(|((out, x), res)| {
             let mut inter = SCRATCH.with_borrow_mut(|(f, _)| std::mem::take(f));
             inter.resize(x.len() / up.k * up.width, 0.0);
-            up.block(x, &mut inter, None, &act);
-            down.block(&inter, out, Some(res), &post);
+            up.block(x, up.k, &mut inter, None, &act);
+            down.block(&inter, up.width, out, Some(res), &post);
             SCRATCH.with_borrow_mut(|(f, _)| *f = inter);
         });
     Ok(())
@@ -264,11 +278,10 @@ fn add_into(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) {
     }
 }
 
-/// `x` rounded to bf16 (to nearest, ties to even; as their bits) into `out`,
-/// for the input of a bf16 GEMM. NaN stays NaN.
+/// Appends `x` rounded to bf16 (to nearest, ties to even; as their bits) to
+/// `out`, for the input of a bf16 GEMM. NaN stays NaN.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 fn to_bf16_into(x: &[f32], out: &mut Vec<u16>) {
-    out.clear();
     out.extend(x.iter().map(|v| {
         let b = v.to_bits();
         let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
@@ -276,11 +289,50 @@ fn to_bf16_into(x: &[f32], out: &mut Vec<u16>) {
     }));
 }
 
-/// Bidirectional multi-head attention over each sequence's own tokens:
-/// `qkv` holds Q, K and V side by side (`[tokens, 3·heads·head_dim]`), `ctx`
-/// receives `softmax(Q Kᵀ / √d) V` (`[tokens, heads·head_dim]`).
-pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: usize, head_dim: usize, ctx: &mut [f32]) {
-    let hidden = heads * head_dim;
+/// How the heads of an attention layer sit in a packed `qkv` row: the query
+/// heads, then the key heads, then the value heads (grouped-query attention
+/// when there are fewer key/value heads than query heads).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads {
+    pub q: usize,
+    pub kv: usize,
+    pub dim: usize,
+    /// Each token sees only itself and the tokens before it.
+    pub causal: bool,
+}
+
+impl Heads {
+    /// The width of a `qkv` row.
+    pub fn qkv_width(&self) -> usize {
+        (self.q + 2 * self.kv) * self.dim
+    }
+}
+
+/// Scratch rows of a decoder layer on the packed path, reused by every layer.
+pub(crate) struct DecoderBuffers {
+    pub normed: Vec<f32>,
+    pub mid: Vec<f32>,
+    pub qkv: Vec<f32>,
+    pub ctx: Vec<f32>,
+}
+
+impl DecoderBuffers {
+    pub fn new(tokens: usize, hidden: usize) -> Self {
+        Self {
+            normed: vec![0f32; tokens * hidden],
+            mid: vec![0f32; tokens * hidden],
+            qkv: Vec::new(),
+            ctx: Vec::new(),
+        }
+    }
+}
+
+/// Multi-head attention over each sequence's own tokens: `qkv` holds Q, K
+/// and V side by side, `ctx` receives `softmax(Q Kᵀ / √d) V`
+/// (`[tokens, q·dim]`).
+pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, ctx: &mut [f32]) {
+    let (width, hidden, d) = (heads.qkv_width(), heads.q * heads.dim, heads.dim);
+    let group = heads.q / heads.kv.max(1);
     let mut blocks = Vec::with_capacity(packed.lengths.len());
     let mut rest = ctx;
     for &len in &packed.lengths {
@@ -288,27 +340,96 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: usize, head_dim: us
         blocks.push(block);
         rest = tail;
     }
-    let scale = 1.0 / (head_dim as f32).sqrt();
+    let scale = 1.0 / (d as f32).sqrt();
     blocks.into_par_iter().zip(&packed.starts).for_each(|(ctx, &start)| {
         let len = ctx.len() / hidden;
-        let rows = &qkv[start * 3 * hidden..(start + len) * 3 * hidden];
+        let rows = &qkv[start * width..(start + len) * width];
         // Score rows padded to whole vectors, so softmax has no scalar tail.
         let stride = len.next_multiple_of(16);
         let mut scores = vec![0f32; len * stride];
         reasonembed_mkl::sequential(|| {
-            for h in 0..heads {
-                let part = |i: usize| Mat::strided(&rows[i * hidden + h * head_dim..], len, head_dim, 3 * hidden);
+            for h in 0..heads.q {
+                let kv = h / group;
+                let part = |offset: usize| Mat::strided(&rows[offset..], len, d, width);
+                let (q, k, v) = (
+                    part(h * d),
+                    part((heads.q + kv) * d),
+                    part((heads.q + heads.kv + kv) * d),
+                );
                 let s = MatMut::strided(&mut scores, len, len, stride);
                 // The 1/√d scale is applied inside softmax: MKL would make a
                 // separate pass over the scores for an alpha other than 1.
-                reasonembed_mkl::gemm_f32(1.0, part(0), part(1), BLayout::NByK, s, Output::Overwrite);
-                scores.chunks_mut(stride).for_each(|row| softmax(row, len, scale));
-                let out = MatMut::strided(&mut ctx[h * head_dim..], len, head_dim, hidden);
+                reasonembed_mkl::gemm_f32(1.0, q, k, BLayout::NByK, s, Output::Overwrite);
+                for (i, row) in scores.chunks_mut(stride).enumerate() {
+                    softmax(row, if heads.causal { i + 1 } else { len }, scale);
+                }
+                let out = MatMut::strided(&mut ctx[h * d..], len, d, hidden);
                 let p = Mat::strided(&scores, len, len, stride);
-                reasonembed_mkl::gemm_f32(1.0, p, part(2), BLayout::KByN, out, Output::Overwrite);
+                reasonembed_mkl::gemm_f32(1.0, p, v, BLayout::KByN, out, Output::Overwrite);
             }
         });
     });
+}
+
+/// Rotary position embeddings (and Qwen3's per-head RMSNorm before them) on
+/// the query and key heads of every `qkv` row, in place, each row at its
+/// token's position: the layout of [`crate::rope::apply`], rotated halves.
+pub(crate) fn rotary(
+    qkv: &mut [f32],
+    packed: &Packed,
+    heads: Heads,
+    inv_freq: &[f32],
+    qk_norm: Option<(&[f32], &[f32], f32)>,
+) {
+    let (width, d, half) = (heads.qkv_width(), heads.dim, inv_freq.len());
+    qkv.par_chunks_mut(width).zip(&packed.positions).for_each(|(row, &p)| {
+        let angles: Vec<f32> = inv_freq.iter().map(|f| p as f32 * f).collect();
+        let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
+        for (i, head) in row[..(heads.q + heads.kv) * d].chunks_mut(d).enumerate() {
+            if let Some((q_norm, k_norm, eps)) = qk_norm {
+                rms_norm(head, if i < heads.q { q_norm } else { k_norm }, eps);
+            }
+            let (a, b) = head.split_at_mut(half);
+            for (((a, b), c), s) in a.iter_mut().zip(b).zip(&cos).zip(&sin) {
+                (*a, *b) = (*a * c - *b * s, *b * c + *a * s);
+            }
+        }
+    });
+}
+
+/// RMSNorm of each row of `x` (`weight.len()` wide) into `out`.
+pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = weight.len();
+    out.copy_from_slice(x);
+    out.par_chunks_mut(BLOCK_ROWS * dim)
+        .for_each(|rows| rows.chunks_mut(dim).for_each(|row| rms_norm(row, weight, eps)));
+}
+
+/// The row's RMSNorm in place, as transformers' (`x / √(mean x² + ε) · w`).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+pub(crate) fn rms_norm(row: &mut [f32], weight: &[f32], eps: f32) {
+    let mut sq = [0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (a, v) in sq.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    let scale = 1.0 / ((sq.iter().sum::<f32>() + tail) / row.len() as f32 + eps).sqrt();
+    for (v, w) in row.iter_mut().zip(weight) {
+        *v = *v * scale * w;
+    }
+}
+
+/// SwiGLU on a row holding `[gate | up]`: its first half becomes
+/// `silu(gate) · up`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+pub(crate) fn silu_gate(row: &mut [f32]) {
+    let (gate, up) = row.split_at_mut(row.len() / 2);
+    for (g, u) in gate.iter_mut().zip(up.iter()) {
+        *g = *g / (1.0 + exp(-*g)) * u;
+    }
 }
 
 /// Layer norm of each row of `x` (`dim` wide) in place.
@@ -456,7 +577,7 @@ mod tests {
         to_bf16_into(&values, &mut got);
         assert_eq!(got, want);
         to_bf16_into(&[f32::NAN], &mut got);
-        assert!(bf16::from_bits(got[0]).is_nan());
+        assert!(bf16::from_bits(got[values.len()]).is_nan(), "appended, and NaN");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Parity with transformers / sentence-transformers on the tiny random
 //! checkpoints of `fixtures/models`, against the goldens that
 //! `scripts/make_goldens.py` wrote: token ids, and embeddings of one padded
-//! batch with left and right padding, causal and bidirectional attention.
+//! batch with left and right padding, causal and bidirectional attention,
+//! through both inference paths (the packed one and the candle reference).
 
 mod common;
 
 use common::{Golden, GoldenCase, fixture, golden, max_abs_diff};
-use reasonembed_models::{Attention, Embedder, EmbedderOptions, Mode, ModelFolder, PaddingSide, Pooling};
+use reasonembed_models::{Attention, Embedder, EmbedderOptions, Kernels, Mode, ModelFolder, PaddingSide, Pooling};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -29,12 +30,29 @@ fn options(golden: &Golden, case: &GoldenCase) -> EmbedderOptions {
     }
 }
 
-/// Runs every case of `name`'s golden file through one padded batch.
+/// Runs every case of `name`'s golden file through one padded batch, on
+/// both inference paths.
 fn check_model(name: &str) {
     let golden = golden(&format!("tiny-{name}"));
     let folder = ModelFolder::open(&fixture(&format!("tiny-{name}"))).unwrap();
-    for case in &golden.cases {
-        let embedder = Embedder::load(&folder, options(&golden, case)).unwrap();
+    let packed_build = cfg!(all(feature = "mkl", target_arch = "x86_64", target_os = "linux"));
+    for (case, kernels) in golden
+        .cases
+        .iter()
+        .flat_map(|c| [(c, Kernels::Fast), (c, Kernels::Reference)])
+    {
+        let options = EmbedderOptions {
+            kernels,
+            ..options(&golden, case)
+        };
+        let embedder = Embedder::load(&folder, options).unwrap();
+        let packed = embedder.info().kernels.starts_with("packed");
+        assert_eq!(
+            packed,
+            packed_build && kernels == Kernels::Fast,
+            "{name}/{}: {kernels:?}",
+            case.name
+        );
         let prompt = case.prompt.as_deref().unwrap_or("");
         let texts: Vec<String> = golden.texts.iter().map(|t| format!("{prompt}{t}")).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -55,7 +73,11 @@ fn check_model(name: &str) {
             .unwrap();
         for (i, (a, b)) in ours.iter().zip(&case.embeddings).enumerate() {
             let diff = max_abs_diff(a, b);
-            assert!(diff <= TOLERANCE, "{name}/{}: text {i} differs by {diff}", case.name);
+            assert!(
+                diff <= TOLERANCE,
+                "{name}/{} ({kernels:?}): text {i} differs by {diff}",
+                case.name
+            );
         }
     }
 }
