@@ -106,6 +106,7 @@ impl Backbone {
 
     /// [`Backbone::forward`] in [`Mode::Inference`] on the packed path; call
     /// it only where [`Backbone::packs`] holds.
+    #[cfg_attr(not(feature = "mkl"), allow(unused_variables))]
     pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
         match self {
             #[cfg(feature = "mkl")]

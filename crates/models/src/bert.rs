@@ -159,6 +159,7 @@ impl Layer {
         })
     }
 
+    #[cfg(feature = "mkl")]
     fn linears(&self) -> impl Iterator<Item = &Linear> {
         [
             &self.query,
@@ -184,7 +185,8 @@ impl Layer {
             dim: h / self.heads,
             causal: false,
         };
-        attention(&buf.qkv, packed, heads, &mut buf.ctx);
+        let bf16 = self.query.parts().0.dtype() == candle_core::DType::BF16;
+        attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
         let (w, b, eps) = self.attn_norm.parts_f32()?;
         let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
         linear(&buf.ctx, &[&self.attn_out], &mut buf.mid, Some(&*x), norm)?;

@@ -207,6 +207,7 @@ impl Layer {
         })
     }
 
+    #[cfg(feature = "mkl")]
     fn linears(&self) -> impl Iterator<Item = &Linear> {
         let (a, m) = (&self.attn, &self.mlp);
         [
@@ -259,7 +260,8 @@ impl Layer {
         let qk_norm = qk_norm.as_ref().map(|(q, k, eps)| (q.as_slice(), k.as_slice(), *eps));
         rotary(&mut buf.qkv, packed, heads, &decoder.inv_freq, qk_norm);
         buf.ctx.resize(t * heads.q * heads.dim, 0.0);
-        attention(&buf.qkv, packed, heads, &mut buf.ctx);
+        let bf16 = a.q_proj.parts().0.dtype() == candle_core::DType::BF16;
+        attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
         linear(&buf.ctx, &[&a.o_proj], &mut buf.mid, Some(x), |_| {})?;
         let (weight, eps) = self.post_attn_norm.parts_f32()?;
         rms_norm_rows(&buf.mid, &weight, eps, &mut buf.normed);

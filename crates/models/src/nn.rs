@@ -142,11 +142,13 @@ impl Linear {
     }
 
     /// The weight `[out, in]` and bias, for kernels that take the layer apart.
+    #[cfg(feature = "mkl")]
     pub(crate) fn parts(&self) -> (&Tensor, Option<&Tensor>) {
         (&self.weight, self.bias.as_ref())
     }
 
     /// Whether a LoRA adapter is attached (and not merged).
+    #[cfg(feature = "mkl")]
     pub(crate) fn has_lora(&self) -> bool {
         self.lora.is_some()
     }
@@ -191,6 +193,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Scale, shift and epsilon in f32, for kernels that take the norm apart.
+    #[cfg(feature = "mkl")]
     pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, Vec<f32>, f32)> {
         let f32s = |t: &Tensor| t.to_dtype(DType::F32)?.to_vec1::<f32>();
         Ok((f32s(&self.weight)?, f32s(&self.bias)?, self.eps as f32))
@@ -217,6 +220,7 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Scale and epsilon in f32, for kernels that take the norm apart.
+    #[cfg(feature = "mkl")]
     pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, f32)> {
         Ok((self.weight.to_dtype(DType::F32)?.to_vec1::<f32>()?, self.eps as f32))
     }

@@ -160,9 +160,9 @@ impl Dense {
 
     /// One block of rows: `out = x · Wᵀ + b (+ residual)`, then `post` on
     /// each finished row while the block is in cache. For bf16 weights the
-    /// block is rounded to bf16 once, for every layer.
-    /// `x` holds `m` rows `lda` apart, of which the first `k` values are the
-    /// input (`lda > k` when the rows carry more than this layer reads).
+    /// block is rounded to bf16 once, for every layer. `x` holds rows `lda`
+    /// apart whose first `k` values are the input (`lda > k` when the rows
+    /// carry more than this layer reads).
     fn block(
         &self,
         x: &[f32],
@@ -208,7 +208,7 @@ impl Dense {
     }
 }
 
-/// Splits `n` rows of `width` into the blocks the kernels work on.
+/// The blocks of rows (`width` values each) that the kernels work on.
 fn blocks(v: &[f32], width: usize) -> rayon::slice::Chunks<'_, f32> {
     v.par_chunks(BLOCK_ROWS * width.max(1))
 }
@@ -327,12 +327,17 @@ impl DecoderBuffers {
     }
 }
 
+/// Query rows per block of attention: causal attention reads only the keys
+/// up to a block's last query, so blocks skip most of the masked half.
+const QUERY_BLOCK: usize = 64;
+
 /// Multi-head attention over each sequence's own tokens: `qkv` holds Q, K
 /// and V side by side, `ctx` receives `softmax(Q Kᵀ / √d) V`
-/// (`[tokens, q·dim]`).
-pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, ctx: &mut [f32]) {
-    let (width, hidden, d) = (heads.qkv_width(), heads.q * heads.dim, heads.dim);
-    let group = heads.q / heads.kv.max(1);
+/// (`[tokens, q·dim]`). With `bf16`, Q, K, V and the probabilities enter
+/// the two products rounded to bf16 (as a bf16 model's attention does, on
+/// AMX where the CPU has it); scores, softmax and sums stay f32.
+pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, ctx: &mut [f32]) {
+    let (width, hidden) = (heads.qkv_width(), heads.q * heads.dim);
     let mut blocks = Vec::with_capacity(packed.lengths.len());
     let mut rest = ctx;
     for &len in &packed.lengths {
@@ -340,35 +345,81 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, ctx: &mut [f
         blocks.push(block);
         rest = tail;
     }
-    let scale = 1.0 / (d as f32).sqrt();
     blocks.into_par_iter().zip(&packed.starts).for_each(|(ctx, &start)| {
         let len = ctx.len() / hidden;
         let rows = &qkv[start * width..(start + len) * width];
-        // Score rows padded to whole vectors, so softmax has no scalar tail.
-        let stride = len.next_multiple_of(16);
-        let mut scores = vec![0f32; len * stride];
         reasonembed_mkl::sequential(|| {
-            for h in 0..heads.q {
-                let kv = h / group;
-                let part = |offset: usize| Mat::strided(&rows[offset..], len, d, width);
-                let (q, k, v) = (
-                    part(h * d),
-                    part((heads.q + kv) * d),
-                    part((heads.q + heads.kv + kv) * d),
-                );
-                let s = MatMut::strided(&mut scores, len, len, stride);
-                // The 1/√d scale is applied inside softmax: MKL would make a
-                // separate pass over the scores for an alpha other than 1.
-                reasonembed_mkl::gemm_f32(1.0, q, k, BLayout::NByK, s, Output::Overwrite);
-                for (i, row) in scores.chunks_mut(stride).enumerate() {
-                    softmax(row, if heads.causal { i + 1 } else { len }, scale);
-                }
-                let out = MatMut::strided(&mut ctx[h * d..], len, d, hidden);
-                let p = Mat::strided(&scores, len, len, stride);
-                reasonembed_mkl::gemm_f32(1.0, p, v, BLayout::KByN, out, Output::Overwrite);
+            if bf16 {
+                let mut rows16 = Vec::with_capacity(rows.len());
+                to_bf16_into(rows, &mut rows16);
+                attend(&rows16, len, heads, ctx);
+            } else {
+                attend(rows, len, heads, ctx);
             }
         });
     });
+}
+
+/// The element types attention multiplies in: f32, or bf16 as its bits.
+trait AttentionInput: Copy {
+    fn gemm(a: Mat<Self>, b: Mat<Self>, b_layout: BLayout, c: MatMut);
+    /// Probabilities (f32) as the input of the second product.
+    fn probabilities(p: &[f32], out: &mut Vec<Self>);
+}
+
+impl AttentionInput for f32 {
+    fn gemm(a: Mat<f32>, b: Mat<f32>, b_layout: BLayout, c: MatMut) {
+        reasonembed_mkl::gemm_f32(1.0, a, b, b_layout, c, Output::Overwrite);
+    }
+
+    fn probabilities(p: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(p);
+    }
+}
+
+impl AttentionInput for u16 {
+    fn gemm(a: Mat<u16>, b: Mat<u16>, b_layout: BLayout, c: MatMut) {
+        reasonembed_mkl::gemm_bf16(1.0, a, b, b_layout, c, Output::Overwrite);
+    }
+
+    fn probabilities(p: &[f32], out: &mut Vec<u16>) {
+        out.clear();
+        to_bf16_into(p, out);
+    }
+}
+
+/// One sequence's attention, every head, block by block of query rows.
+fn attend<T: AttentionInput>(rows: &[T], len: usize, heads: Heads, ctx: &mut [f32]) {
+    let (width, hidden, d) = (heads.qkv_width(), heads.q * heads.dim, heads.dim);
+    let group = heads.q / heads.kv.max(1);
+    let scale = 1.0 / (d as f32).sqrt();
+    let (mut scores, mut probs) = (Vec::new(), Vec::new());
+    for h in 0..heads.q {
+        let kv = h / group;
+        for r0 in (0..len).step_by(QUERY_BLOCK) {
+            let m = QUERY_BLOCK.min(len - r0);
+            let keys = if heads.causal { r0 + m } else { len };
+            // Score rows padded to whole vectors, so softmax has no scalar tail.
+            let stride = keys.next_multiple_of(16);
+            scores.resize(m * stride, 0.0);
+            let part = |row: usize, offset: usize, n: usize| Mat::strided(&rows[row * width + offset..], n, d, width);
+            let q = part(r0, h * d, m);
+            let (k, v) = (
+                part(0, (heads.q + kv) * d, keys),
+                part(0, (heads.q + heads.kv + kv) * d, keys),
+            );
+            // The 1/√d scale is applied inside softmax: MKL would make a
+            // separate pass over the scores for an alpha other than 1.
+            T::gemm(q, k, BLayout::NByK, MatMut::strided(&mut scores, m, keys, stride));
+            for (i, row) in scores.chunks_mut(stride).enumerate() {
+                softmax(row, if heads.causal { r0 + i + 1 } else { len }, scale);
+            }
+            T::probabilities(&scores, &mut probs);
+            let out = MatMut::strided(&mut ctx[r0 * hidden + h * d..], m, d, hidden);
+            T::gemm(Mat::strided(&probs, m, keys, stride), v, BLayout::KByN, out);
+        }
+    }
 }
 
 /// Rotary position embeddings (and Qwen3's per-head RMSNorm before them) on

@@ -145,3 +145,52 @@ fn decoder_defaults_follow_the_checkpoint() {
     assert!(llama.info().append_eos, "tokenizer_config.json asks for add_eos_token");
     assert!(llama.info().normalize, "plain folders are normalised by default");
 }
+
+/// Sequences longer than one block of query rows (64), of mixed lengths in
+/// one batch, through every tiny backbone, causal and bidirectional, f32 and
+/// bf16: the packed path against the candle reference.
+#[test]
+fn packed_path_matches_the_reference_on_long_mixed_batches() {
+    let texts: Vec<String> = [3, 40, 97, 150, 200]
+        .iter()
+        .map(|&n| (0..n).map(|i| format!("w{} ", i % 37)).collect())
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for name in ["bert", "qwen3", "llama", "qwen2"] {
+        let folder = ModelFolder::open(&fixture(&format!("tiny-{name}"))).unwrap();
+        let attentions: &[Attention] = if name == "bert" {
+            &[Attention::Bidirectional]
+        } else {
+            &[Attention::Causal, Attention::Bidirectional]
+        };
+        for &attention in attentions {
+            for (dtype, bar) in [(candle_core::DType::F32, 1e-4f32), (candle_core::DType::BF16, 2e-2)] {
+                let embed = |kernels| {
+                    let options = EmbedderOptions {
+                        attention: Some(attention),
+                        dtype: Some(dtype),
+                        max_length: Some(if name == "bert" { 128 } else { 256 }),
+                        kernels,
+                        ..Default::default()
+                    };
+                    let embedder = Embedder::load(&folder, options).unwrap();
+                    let options = reasonembed_models::EncodeOptions::default().with_batch_size(5);
+                    embedder.encode(&refs, &options, |_, _| {}).unwrap()
+                };
+                let (fast, reference) = (embed(Kernels::Fast), embed(Kernels::Reference));
+                assert!(
+                    fast.tokens > 300,
+                    "{name}: the texts must be long ({} tokens)",
+                    fast.tokens
+                );
+                for i in 0..refs.len() {
+                    let diff = max_abs_diff(fast.row(i), reference.row(i));
+                    assert!(
+                        diff <= bar,
+                        "{name} {attention:?} {dtype:?}: text {i} differs by {diff}"
+                    );
+                }
+            }
+        }
+    }
+}
