@@ -8,9 +8,12 @@
 //!
 //! This crate owns everything from text to vector, including the encode
 //! contract (prompts, truncation, batching, normalisation: [`encode`]) and a
-//! model's identity ([`identity`]) that keys every cache. It depends on no
-//! other crate of the workspace and knows nothing of files of texts, search,
-//! training loops or the command line: those stages call it.
+//! model's identity ([`identity`]) that keys every cache. On the CPU,
+//! inference takes the packed path (`packed.rs`, feature `mkl`): unpadded
+//! rows through MKL GEMMs and fused passes, tested against the backbones'
+//! candle ops. Of the workspace it depends only on `reasonembed-mkl` (the
+//! BLAS it calls), and knows nothing of files of texts, search, training
+//! loops or the command line: those stages call it.
 
 pub mod adapter;
 pub mod attention;
