@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
 # Embedding throughput: reasonembed against sentence-transformers (PyTorch) on
 # the same 1,000 texts, same model (all-MiniLM-L6-v2), batch 32, 2 threads, in
-# one run; prints both JSON lines and the ratio ours / PyTorch.
+# one run: ROUNDS alternating runs of each side (3 by default), so that a
+# noisy neighbour slows both; prints every JSON line, then the median of each
+# side and their ratio ours / PyTorch.
 #
 #   scripts/bench-embed.sh            # needs the venv of scripts/README.md
 #   PYTHON=/path/to/python scripts/bench-embed.sh
+#   DTYPE=bf16 scripts/bench-embed.sh # both sides in bfloat16
+#   ROUNDS=5 scripts/bench-embed.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 THREADS=${THREADS:-2}
+DTYPE=${DTYPE:-f32}
+ROUNDS=${ROUNDS:-3}
 CORPUS=benches/corpus-1k.txt
 # OpenBLAS settings forced on some machines slow PyTorch down; benchmarks only.
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
 export RAYON_NUM_THREADS=$THREADS
-ours=$(cargo bench -q -p reasonembed-models --bench embed -- "$CORPUS" 32 | tail -n1)
+cargo bench -q -p reasonembed-models --bench embed --no-run
 model_dir=$(cargo run -q --release -p reasonembed-cli -- pull minilm)
-theirs=$("$PYTHON" scripts/bench_embed_pytorch.py --model "$model_dir" --input "$CORPUS" --threads "$THREADS" | tail -n1)
-echo "$ours"
-echo "$theirs"
-"$PYTHON" - "$ours" "$theirs" <<'PY'
-import json, sys
-ours, theirs = (json.loads(a) for a in sys.argv[1:3])
-print(f"ratio reasonembed / {theirs['engine']}: {ours['texts_per_s'] / theirs['texts_per_s']:.2f}x "
-      f"({ours['texts_per_s']:.1f} vs {theirs['texts_per_s']:.1f} texts/s)")
+lines=()
+for _ in $(seq "$ROUNDS"); do
+    lines+=("$(cargo bench -q -p reasonembed-models --bench embed -- "$CORPUS" 32 "$DTYPE" | tail -n1)")
+    lines+=("$("$PYTHON" scripts/bench_embed_pytorch.py --model "$model_dir" --input "$CORPUS" \
+        --threads "$THREADS" --dtype "$DTYPE" | tail -n1)")
+done
+printf '%s\n' "${lines[@]}"
+"$PYTHON" - "${lines[@]}" <<'PY'
+import json, statistics, sys
+runs = [json.loads(a) for a in sys.argv[1:]]
+ours = statistics.median(r["texts_per_s"] for r in runs if r["engine"] == "reasonembed")
+theirs = statistics.median(r["texts_per_s"] for r in runs if r["engine"] != "reasonembed")
+engine = next(r["engine"] for r in runs if r["engine"] != "reasonembed")
+print(f"ratio reasonembed / {engine} ({runs[0]['dtype']}, medians of {len(runs) // 2}): "
+      f"{ours / theirs:.2f}x ({ours:.1f} vs {theirs:.1f} texts/s)")
 PY

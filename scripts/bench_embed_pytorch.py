@@ -14,7 +14,7 @@ Engines:
                          L2 normalisation under torch.inference_mode: the bare minimum in PyTorch.
 
 Usage:  python scripts/bench_embed_pytorch.py --model DIR [--input benches/corpus-1k.txt]
-                                              [--threads 2] [--engine transformers]
+                                              [--threads 2] [--engine transformers] [--dtype bf16]
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def count_tokens(tokenizer, texts: list[str], max_length: int) -> int:
     return sum(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
 
 
-def bench_sentence_transformers(model_dir: Path, texts: list[str]) -> tuple[float, int]:
+def bench_sentence_transformers(model_dir: Path, texts: list[str], dtype: torch.dtype) -> tuple[float, int]:
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(model_dir), device="cpu")
+    model = SentenceTransformer(str(model_dir), device="cpu").to(dtype)
     model.encode(texts[:BATCH_SIZE], batch_size=BATCH_SIZE)  # warm-up
     start = time.perf_counter()
     model.encode(texts, batch_size=BATCH_SIZE, convert_to_numpy=True)
@@ -58,11 +58,11 @@ def bench_sentence_transformers(model_dir: Path, texts: list[str]) -> tuple[floa
     return seconds, count_tokens(model.tokenizer, texts, model.max_seq_length)
 
 
-def bench_transformers(model_dir: Path, texts: list[str]) -> tuple[float, int]:
+def bench_transformers(model_dir: Path, texts: list[str], dtype: torch.dtype) -> tuple[float, int]:
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    model = AutoModel.from_pretrained(str(model_dir), dtype=dtype).eval()
     max_length = max_seq_length(model_dir, tokenizer)
 
     @torch.inference_mode()
@@ -96,11 +96,13 @@ def main() -> int:
     parser.add_argument("--input", type=Path, default=REPO / "benches" / "corpus-1k.txt")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--engine", choices=ENGINES, default="sentence-transformers")
+    parser.add_argument("--dtype", choices=["f32", "bf16"], default="f32", help="the model's weights and activations")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     texts = [line for line in args.input.read_text(encoding="utf-8").splitlines() if line]
-    seconds, tokens = ENGINES[args.engine](args.model, texts)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    seconds, tokens = ENGINES[args.engine](args.model, texts, dtype)
     print(
         json.dumps(
             {
@@ -112,6 +114,7 @@ def main() -> int:
                 "tokens_per_s": round(tokens / seconds, 1),
                 "threads": args.threads,
                 "batch_size": BATCH_SIZE,
+                "dtype": args.dtype,
             }
         )
     )

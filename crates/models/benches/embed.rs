@@ -3,7 +3,10 @@
 //! on the first batch, then every text, batch 32), printing the same JSON line.
 //! `scripts/bench-embed.sh` runs both in one go and prints the ratio.
 //!
-//!     cargo bench -p reasonembed-models --bench embed -- [CORPUS] [BATCH]
+//!     cargo bench -p reasonembed-models --bench embed -- [CORPUS] [BATCH] [f32|bf16] [MODEL] [MAX_LENGTH]
+//!
+//! MODEL is a built-in name or a folder (default `minilm`); MAX_LENGTH
+//! overrides the model's. `scripts/bench-decoder.sh` uses both.
 
 use std::time::Instant;
 
@@ -19,7 +22,21 @@ fn main() {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let texts: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
 
-    let embedder = Embedder::from_spec("minilm", EmbedderOptions::default()).expect("load minilm");
+    let dtype = args.get(2).map_or("f32", String::as_str);
+    let model = args.get(3).map_or("minilm", String::as_str);
+    let max_length = args
+        .get(4)
+        .map(|m| m.parse().expect("MAX_LENGTH is a number of tokens"));
+    let options = EmbedderOptions {
+        max_length,
+        dtype: Some(match dtype {
+            "f32" => candle_core::DType::F32,
+            "bf16" => candle_core::DType::BF16,
+            other => panic!("dtype {other}: expected f32 or bf16"),
+        }),
+        ..EmbedderOptions::default()
+    };
+    let embedder = Embedder::from_spec(model, options).unwrap_or_else(|e| panic!("load {model}: {e}"));
     let options = EncodeOptions::default().with_batch_size(batch);
     embedder
         .encode(&texts[..batch.min(texts.len())], &options, |_, _| {})
@@ -42,6 +59,8 @@ fn main() {
             "tokens_per_s": (out.tokens as f64 / seconds * 10.0).round() / 10.0,
             "threads": threads,
             "batch_size": batch,
+            "dtype": dtype,
+            "kernels": embedder.info().kernels,
         })
     );
 }

@@ -91,6 +91,32 @@ impl Backbone {
         }
     }
 
+    /// Whether [`Backbone::forward_packed`] covers this model (see
+    /// [`crate::packed`]); only with the `mkl` feature.
+    pub fn packs(&self) -> bool {
+        match self {
+            #[cfg(feature = "mkl")]
+            Self::Bert(m) => m.packs(),
+            #[cfg(feature = "mkl")]
+            Self::Decoder(m) => m.packs(),
+            #[cfg(not(feature = "mkl"))]
+            _ => false,
+        }
+    }
+
+    /// [`Backbone::forward`] in [`Mode::Inference`] on the packed path; call
+    /// it only where [`Backbone::packs`] holds.
+    #[cfg_attr(not(feature = "mkl"), allow(unused_variables))]
+    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
+        match self {
+            #[cfg(feature = "mkl")]
+            Self::Bert(m) if m.packs() => m.forward_packed(batch),
+            #[cfg(feature = "mkl")]
+            Self::Decoder(m) if m.packs() => m.forward_packed(batch),
+            _ => candle_core::bail!("this model has no packed inference path"),
+        }
+    }
+
     pub fn hidden_size(&self) -> usize {
         match self {
             Self::Bert(m) => m.hidden_size(),

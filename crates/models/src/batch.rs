@@ -69,6 +69,11 @@ impl TokenBatch {
         self.lengths.is_empty()
     }
 
+    /// The real length of each sequence.
+    pub fn lengths(&self) -> &[usize] {
+        &self.lengths
+    }
+
     pub fn real_tokens(&self) -> usize {
         self.lengths.iter().sum()
     }

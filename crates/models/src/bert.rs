@@ -97,6 +97,32 @@ impl Embeddings {
     }
 }
 
+#[cfg(feature = "mkl")]
+impl Embeddings {
+    /// The normalised embeddings of every packed token, `[tokens, hidden]`.
+    fn forward_packed(&self, packed: &crate::packed::Packed) -> Result<Vec<f32>> {
+        let device = self.word.weight.device();
+        let ids = Tensor::new(packed.ids.as_slice(), device)?;
+        let positions = Tensor::new(packed.positions.as_slice(), device)?;
+        let x = self
+            .word
+            .weight
+            .index_select(&ids, 0)?
+            .to_dtype(candle_core::DType::F32)?
+            .add(
+                &self
+                    .position
+                    .weight
+                    .index_select(&positions, 0)?
+                    .to_dtype(candle_core::DType::F32)?,
+            )?
+            .broadcast_add(&self.token_type.row(0)?.to_dtype(candle_core::DType::F32)?)?;
+        let mut x = x.flatten_all()?.to_vec1::<f32>()?;
+        crate::packed::layer_norm_rows(&mut x, &self.norm)?;
+        Ok(x)
+    }
+}
+
 struct Layer {
     query: Linear,
     key: Linear,
@@ -133,6 +159,50 @@ impl Layer {
         })
     }
 
+    #[cfg(feature = "mkl")]
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attn_out,
+            &self.intermediate,
+            &self.output,
+        ]
+        .into_iter()
+    }
+
+    /// One layer on packed rows, in place: `x` ← the layer's output.
+    #[cfg(feature = "mkl")]
+    fn forward_packed(&self, x: &mut [f32], packed: &crate::packed::Packed, buf: &mut LayerBuffers) -> Result<()> {
+        use crate::packed::{Heads, attention, feed_forward, gelu_erf, layer_norm, linear};
+        let h = x.len() / packed.tokens().max(1);
+        // Q, K and V side by side in one row per token.
+        linear(x, &[&self.query, &self.key, &self.value], &mut buf.qkv, None, |_| {})?;
+        let heads = Heads {
+            q: self.heads,
+            kv: self.heads,
+            dim: h / self.heads,
+            causal: false,
+        };
+        let bf16 = self.query.parts().0.dtype() == candle_core::DType::BF16;
+        attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
+        let (w, b, eps) = self.attn_norm.parts_f32()?;
+        let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
+        linear(&buf.ctx, &[&self.attn_out], &mut buf.mid, Some(&*x), norm)?;
+        let (w, b, eps) = self.out_norm.parts_f32()?;
+        let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
+        feed_forward(
+            &buf.mid,
+            &[&self.intermediate],
+            gelu_erf,
+            &self.output,
+            x,
+            &buf.mid,
+            norm,
+        )
+    }
+
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
         let head_dim = x.dim(2)? / self.heads;
         let q = split_heads(&self.query.forward(x, mode)?, self.heads, head_dim)?;
@@ -145,6 +215,14 @@ impl Layer {
         let h = dropout(&self.output.forward(&h, mode)?, self.hidden_dropout, mode)?;
         self.out_norm.forward(&(x + h)?, mode)
     }
+}
+
+/// Scratch rows of [`Layer::forward_packed`], reused by every layer.
+#[cfg(feature = "mkl")]
+struct LayerBuffers {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    mid: Vec<f32>,
 }
 
 pub struct Bert {
@@ -182,6 +260,39 @@ impl Bert {
             x = layer.forward(&x, &bias, mode)?;
         }
         Ok(x)
+    }
+
+    /// Whether [`Bert::forward_packed`] covers this model as it stands:
+    /// MKL linked, exact GELU, f32 or bf16 weights on the CPU, no unmerged
+    /// LoRA adapter.
+    #[cfg(feature = "mkl")]
+    pub fn packs(&self) -> bool {
+        crate::packed::AVAILABLE
+            && crate::packed::supports(&self.embeddings.word.weight)
+            && self.layers.iter().all(|l| {
+                l.act == Activation::Gelu
+                    && l.linears()
+                        .all(|lin| !lin.has_lora() && crate::packed::supports(lin.parts().0))
+            })
+    }
+
+    /// [`Bert::forward`] in [`Mode::Inference`] on the packed path (see
+    /// [`crate::packed`]): the same hidden states, padding rows zero.
+    #[cfg(feature = "mkl")]
+    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
+        let packed = crate::packed::Packed::new(batch)?;
+        let h = self.hidden_size;
+        let mut x = self.embeddings.forward_packed(&packed)?;
+        let t = packed.tokens();
+        let mut buffers = LayerBuffers {
+            qkv: vec![0f32; t * 3 * h],
+            ctx: vec![0f32; t * h],
+            mid: vec![0f32; t * h],
+        };
+        for layer in &self.layers {
+            layer.forward_packed(&mut x, &packed, &mut buffers)?;
+        }
+        packed.unpack(&x, h, batch)
     }
 
     pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {

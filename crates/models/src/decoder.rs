@@ -207,6 +207,76 @@ impl Layer {
         })
     }
 
+    #[cfg(feature = "mkl")]
+    fn linears(&self) -> impl Iterator<Item = &Linear> {
+        let (a, m) = (&self.attn, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+        .into_iter()
+    }
+
+    /// One layer on packed rows, in place: `x` ← the layer's output.
+    #[cfg(feature = "mkl")]
+    fn forward_packed(
+        &self,
+        x: &mut [f32],
+        packed: &crate::packed::Packed,
+        decoder: &Decoder,
+        buf: &mut crate::packed::DecoderBuffers,
+    ) -> Result<()> {
+        use crate::packed::{Heads, attention, feed_forward, linear, rms_norm_rows, rotary, silu_gate};
+        let a = &self.attn;
+        let heads = Heads {
+            q: a.num_heads,
+            kv: a.num_kv_heads,
+            dim: a.head_dim,
+            causal: decoder.attention == Attention::Causal,
+        };
+        let t = packed.tokens();
+        let (weight, eps) = self.input_norm.parts_f32()?;
+        rms_norm_rows(x, &weight, eps, &mut buf.normed);
+        buf.qkv.resize(t * heads.qkv_width(), 0.0);
+        linear(
+            &buf.normed,
+            &[&a.q_proj, &a.k_proj, &a.v_proj],
+            &mut buf.qkv,
+            None,
+            |_| {},
+        )?;
+        let qk_norm = match &a.qk_norm {
+            Some((q, k)) => {
+                let ((qw, eps), (kw, _)) = (q.parts_f32()?, k.parts_f32()?);
+                Some((qw, kw, eps))
+            }
+            None => None,
+        };
+        let qk_norm = qk_norm.as_ref().map(|(q, k, eps)| (q.as_slice(), k.as_slice(), *eps));
+        rotary(&mut buf.qkv, packed, heads, &decoder.inv_freq, qk_norm);
+        buf.ctx.resize(t * heads.q * heads.dim, 0.0);
+        let bf16 = a.q_proj.parts().0.dtype() == candle_core::DType::BF16;
+        attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
+        linear(&buf.ctx, &[&a.o_proj], &mut buf.mid, Some(x), |_| {})?;
+        let (weight, eps) = self.post_attn_norm.parts_f32()?;
+        rms_norm_rows(&buf.mid, &weight, eps, &mut buf.normed);
+        let m = &self.mlp;
+        feed_forward(
+            &buf.normed,
+            &[&m.gate_proj, &m.up_proj],
+            silu_gate,
+            &m.down_proj,
+            x,
+            &buf.mid,
+            |_| {},
+        )
+    }
+
     fn forward(&self, x: &Tensor, bias: &Tensor, rope: &(Tensor, Tensor), mode: Mode) -> Result<Tensor> {
         let x = (x + self
             .attn
@@ -267,6 +337,44 @@ impl Decoder {
             x = layer.forward(&x, &bias, &rope, mode)?;
         }
         self.norm.forward(&x, mode)
+    }
+
+    /// Whether [`Decoder::forward_packed`] covers this model as it stands:
+    /// MKL linked, SwiGLU with SiLU, f32 or bf16 weights on the CPU, no
+    /// unmerged LoRA adapter.
+    #[cfg(feature = "mkl")]
+    pub fn packs(&self) -> bool {
+        crate::packed::AVAILABLE
+            && crate::packed::supports(&self.embed_tokens.weight)
+            && self.layers.iter().all(|l| {
+                l.mlp.act == Activation::Silu
+                    && l.linears()
+                        .all(|lin| !lin.has_lora() && crate::packed::supports(lin.parts().0))
+            })
+    }
+
+    /// [`Decoder::forward`] in [`Mode::Inference`] on the packed path (see
+    /// [`crate::packed`]): the same hidden states, padding rows zero.
+    #[cfg(feature = "mkl")]
+    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
+        use crate::packed::rms_norm_rows;
+        let packed = crate::packed::Packed::new(batch)?;
+        let (h, t) = (self.hidden_size, packed.tokens());
+        let ids = Tensor::new(packed.ids.as_slice(), self.embed_tokens.weight.device())?;
+        let mut x = self
+            .embed_tokens
+            .weight
+            .index_select(&ids, 0)?
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let mut buf = crate::packed::DecoderBuffers::new(t, h);
+        for layer in &self.layers {
+            layer.forward_packed(&mut x, &packed, self, &mut buf)?;
+        }
+        let (weight, eps) = self.norm.parts_f32()?;
+        rms_norm_rows(&x, &weight, eps, &mut buf.normed);
+        packed.unpack(&buf.normed, h, batch)
     }
 
     pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {

@@ -29,6 +29,25 @@ pub fn parse_dtype(spec: Option<&str>, device: &Device) -> Result<DType> {
     }
 }
 
+/// Sizes MKL's thread team to the rayon pool, once per process, when MKL is
+/// linked (feature `mkl`; see `reasonembed_mkl::configure_threads`): candle's
+/// other CPU kernels run on rayon, so `RAYON_NUM_THREADS` bounds both, and
+/// `MKL_NUM_THREADS` / `OMP_NUM_THREADS` still override MKL's. Loading a model
+/// calls it; a binary may call it earlier.
+pub fn configure_cpu_threads() {
+    #[cfg(feature = "mkl")]
+    reasonembed_mkl::configure_threads();
+}
+
+/// The CPU math library candle's matrix products run on in this build:
+/// MKL's version string, or `None` for candle's pure-Rust kernels.
+pub fn cpu_blas() -> Option<String> {
+    #[cfg(feature = "mkl")]
+    return reasonembed_mkl::version();
+    #[cfg(not(feature = "mkl"))]
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

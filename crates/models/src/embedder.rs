@@ -46,6 +46,18 @@ pub struct EmbedderOptions {
     pub trainable: Trainable,
     /// A LoRA adapter in the PEFT layout to apply (inference).
     pub adapter: Option<std::path::PathBuf>,
+    pub kernels: Kernels,
+}
+
+/// Which code runs inference on the CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The packed path ([`crate::packed`]: no padding, MKL GEMMs, fused
+    /// element-wise passes) where it covers the model, else `Reference`.
+    #[default]
+    Fast,
+    /// The backbone's candle ops, the same that training differentiates.
+    Reference,
 }
 
 /// The settings an embedder ended up with, for reports and `/info`.
@@ -61,6 +73,9 @@ pub struct ModelInfo {
     pub attention: Attention,
     pub append_eos: bool,
     pub dtype: String,
+    /// The inference code path (`packed`, or `candle`) and the CPU math
+    /// library (`+mkl`): they differ in the last digits of a vector.
+    pub kernels: String,
     /// The LoRA adapter folder applied, if any.
     pub adapter: Option<String>,
 }
@@ -109,6 +124,7 @@ pub struct Embedder {
     model_files: Vec<PathBuf>,
     adapter_files: Vec<PathBuf>,
     identity: OnceLock<String>,
+    kernels: Kernels,
     info: ModelInfo,
 }
 
@@ -120,6 +136,7 @@ impl Embedder {
     }
 
     pub fn load(folder: &ModelFolder, options: EmbedderOptions) -> Result<Self> {
+        crate::device::configure_cpu_threads();
         let arch = folder.architecture;
         let config_err = |message: String| Error::Invalid {
             path: folder.config_path(),
@@ -200,6 +217,16 @@ impl Embedder {
                     PaddingSide::Right
                 });
         let pad_id = folder.config_token_id("pad_token_id").or(eos_id).unwrap_or(0);
+        let packed = runs_packed(options.kernels, &device, &backbone, &trainable_vars);
+        let kernels = format!(
+            "{}{}",
+            if packed { "packed" } else { "candle" },
+            if crate::device::cpu_blas().is_some() {
+                "+mkl"
+            } else {
+                ""
+            }
+        );
         let info = ModelInfo {
             path: folder.root.display().to_string(),
             architecture: format!("{arch:?}").to_lowercase(),
@@ -211,6 +238,7 @@ impl Embedder {
             attention: backbone.attention(),
             append_eos: append_eos.is_some(),
             dtype: format!("{dtype:?}").to_lowercase(),
+            kernels,
             adapter: options.adapter.as_ref().map(|d| d.display().to_string()),
         };
         let adapter_files = options
@@ -235,6 +263,7 @@ impl Embedder {
             model_files: folder.identity_files(),
             adapter_files,
             identity: OnceLock::new(),
+            kernels: options.kernels,
             info,
         })
     }
@@ -399,7 +428,12 @@ impl Embedder {
     }
 
     fn pool(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
-        let hidden = self.backbone.forward(batch, mode)?;
+        let packed = runs_packed(self.kernels, &self.device, &self.backbone, &self.trainable_vars);
+        let hidden = if mode == Mode::Inference && packed {
+            self.backbone.forward_packed(batch)?
+        } else {
+            self.backbone.forward(batch, mode)?
+        };
         Ok(self.pooling.pool(&hidden, batch)?.to_dtype(DType::F32)?)
     }
 
@@ -461,6 +495,13 @@ impl Embedder {
         let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
         self.embed_tokens(&refs, settings.normalize, options.batch_size, progress)
     }
+}
+
+/// Whether inference takes the packed path: on the CPU, for a model it
+/// covers, with frozen weights (it keeps packed copies of them; a model in
+/// training keeps the candle path, whose evaluations see every update).
+fn runs_packed(kernels: Kernels, device: &Device, backbone: &Backbone, trainable: &VarMap) -> bool {
+    kernels == Kernels::Fast && device.is_cpu() && trainable.all_vars().is_empty() && backbone.packs()
 }
 
 fn check_max_length(max_length: usize, max_positions: Option<usize>) -> Result<()> {

@@ -8,9 +8,12 @@
 //!
 //! This crate owns everything from text to vector, including the encode
 //! contract (prompts, truncation, batching, normalisation: [`encode`]) and a
-//! model's identity ([`identity`]) that keys every cache. It depends on no
-//! other crate of the workspace and knows nothing of files of texts, search,
-//! training loops or the command line: those stages call it.
+//! model's identity ([`identity`]) that keys every cache. On the CPU,
+//! inference takes the packed path (`packed.rs`, feature `mkl`): unpadded
+//! rows through MKL GEMMs and fused passes, tested against the backbones'
+//! candle ops. Of the workspace it depends only on `reasonembed-mkl` (the
+//! BLAS it calls), and knows nothing of files of texts, search, training
+//! loops or the command line: those stages call it.
 
 pub mod adapter;
 pub mod attention;
@@ -28,8 +31,11 @@ mod hub;
 pub mod identity;
 pub mod llama;
 pub mod lora;
+mod mkl;
 pub mod nn;
 pub mod ops;
+#[cfg(feature = "mkl")]
+mod packed;
 pub mod params;
 pub mod pooling;
 pub mod qwen2;
@@ -40,7 +46,7 @@ pub mod tokenizer;
 
 pub use backbone::Architecture;
 pub use batch::{Attention, PaddingSide, TokenBatch};
-pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, ModelInfo};
+pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, Kernels, ModelInfo};
 pub use encode::{EncodeOptions, EncodeSettings, Prompt, Side, with_instruction};
 pub use error::{Error, Result};
 pub use folder::ModelFolder;

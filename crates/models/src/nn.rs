@@ -80,7 +80,13 @@ impl Weights {
             }
             _ => None,
         };
-        Ok(Linear { weight, bias, lora })
+        Ok(Linear {
+            weight,
+            bias,
+            lora,
+            #[cfg(feature = "mkl")]
+            packed: Default::default(),
+        })
     }
 
     pub fn embedding(&self, vocab: usize, dim: usize) -> Result<Embedding> {
@@ -111,14 +117,23 @@ pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     lora: Option<LoraAdapter>,
+    /// The weight in MKL's packed layout, made by the packed inference path
+    /// on first use (it runs on frozen weights only).
+    #[cfg(feature = "mkl")]
+    pub(crate) packed: std::sync::OnceLock<std::sync::Arc<reasonembed_mkl::PackedB>>,
 }
 
 impl Linear {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let y = matmul_t(x, &self.weight)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+        let y = match crate::mkl::linear(x, &self.weight, self.bias.as_ref(), mode)? {
+            Some(y) => y,
+            None => {
+                let y = matmul_t(x, &self.weight)?;
+                match &self.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                }
+            }
         };
         match &self.lora {
             Some(lora) => y + lora.forward(x, mode)?,
@@ -126,10 +141,26 @@ impl Linear {
         }
     }
 
+    /// The weight `[out, in]` and bias, for kernels that take the layer apart.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn parts(&self) -> (&Tensor, Option<&Tensor>) {
+        (&self.weight, self.bias.as_ref())
+    }
+
+    /// Whether a LoRA adapter is attached (and not merged).
+    #[cfg(feature = "mkl")]
+    pub(crate) fn has_lora(&self) -> bool {
+        self.lora.is_some()
+    }
+
     /// Folds the adapter into the base weight (`W + s·B·A`) and drops it.
     pub fn merge_lora(&mut self) -> Result<()> {
         if let Some(lora) = self.lora.take() {
             self.weight = (&self.weight + lora.delta_weight()?.to_dtype(self.weight.dtype())?)?;
+            #[cfg(feature = "mkl")]
+            {
+                self.packed = Default::default();
+            }
         }
         Ok(())
     }
@@ -137,7 +168,7 @@ impl Linear {
 
 #[derive(Debug, Clone)]
 pub struct Embedding {
-    weight: Tensor,
+    pub(crate) weight: Tensor,
 }
 
 impl Embedding {
@@ -161,6 +192,13 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Scale, shift and epsilon in f32, for kernels that take the norm apart.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, Vec<f32>, f32)> {
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32)?.to_vec1::<f32>();
+        Ok((f32s(&self.weight)?, f32s(&self.bias)?, self.eps as f32))
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Inference && x.is_contiguous() {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
@@ -181,6 +219,12 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// Scale and epsilon in f32, for kernels that take the norm apart.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, f32)> {
+        Ok((self.weight.to_dtype(DType::F32)?.to_vec1::<f32>()?, self.eps as f32))
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Inference && x.is_contiguous() {
             return candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32);

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{cosine, golden, max_abs_diff};
-use reasonembed_models::{Embedder, EmbedderOptions, Pooling};
+use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, Kernels, PaddingSide, Pooling};
 
 fn minilm() -> Embedder {
     Embedder::from_spec("minilm", EmbedderOptions::default())
@@ -44,6 +44,80 @@ fn minilm_matches_sentence_transformers() {
         let cos = cosine(out.row(i), e);
         assert!(cos >= 0.99999, "text {i}: cosine {cos}");
         assert!(max_abs_diff(out.row(i), e) < 1e-5, "text {i}");
+    }
+}
+
+/// bf16 weights and activations on the CPU (with the default `mkl` feature,
+/// every linear layer runs on MKL's bf16 GEMM: AMX or AVX512-BF16 where the
+/// CPU has them) against the same f32 goldens, at bf16's tolerance.
+#[test]
+fn minilm_bf16_stays_close_to_sentence_transformers() {
+    let golden = golden("minilm");
+    let options = EmbedderOptions {
+        dtype: Some(candle_core::DType::BF16),
+        ..EmbedderOptions::default()
+    };
+    let embedder = Embedder::from_spec("minilm", options).expect("the built-in minilm must load");
+    assert_eq!(embedder.info().dtype, "bf16");
+    let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
+    let out = embedder
+        .encode(
+            &refs,
+            &reasonembed_models::EncodeOptions::default().with_batch_size(32),
+            |_, _| {},
+        )
+        .unwrap();
+    let expected = &golden.cases.iter().find(|c| c.name == "st-encode").unwrap().embeddings;
+    let mut worst = 1.0f64;
+    for (i, e) in expected.iter().enumerate() {
+        let cos = cosine(out.row(i), e);
+        assert!(cos >= 0.999, "text {i}: cosine {cos}");
+        worst = worst.min(cos);
+    }
+    eprintln!(
+        "bf16 against the f32 goldens: worst cosine {worst:.6} over {} texts",
+        expected.len()
+    );
+}
+
+/// The packed inference path (no padding, MKL GEMMs, fused passes) against
+/// the candle ops that training differentiates, on the golden texts in mixed
+/// batches (so sequences of very different lengths share a batch), with
+/// either padding side, in f32 and bf16.
+#[test]
+fn packed_kernels_match_the_reference_path() {
+    let golden = golden("minilm");
+    let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
+    let embed = |dtype, kernels, padding_side| {
+        let options = EmbedderOptions {
+            dtype: Some(dtype),
+            kernels,
+            padding_side: Some(padding_side),
+            ..EmbedderOptions::default()
+        };
+        let embedder = Embedder::from_spec("minilm", options).unwrap();
+        let out = embedder
+            .encode(&refs, &EncodeOptions::default().with_batch_size(7), |_, _| {})
+            .unwrap();
+        (embedder.info().kernels.clone(), out)
+    };
+    use candle_core::DType;
+    for (dtype, bar) in [(DType::F32, 0.99999), (DType::BF16, 0.999)] {
+        let (kernels, reference) = embed(dtype, Kernels::Reference, PaddingSide::Right);
+        assert!(kernels.starts_with("candle"), "{kernels}");
+        for side in [PaddingSide::Right, PaddingSide::Left] {
+            let (kernels, fast) = embed(dtype, Kernels::Fast, side);
+            let expected = if cfg!(all(feature = "mkl", target_arch = "x86_64", target_os = "linux")) {
+                "packed+mkl"
+            } else {
+                "candle"
+            };
+            assert_eq!(kernels, expected, "the default kernels of this build");
+            for i in 0..refs.len() {
+                let cos = cosine(fast.row(i), reference.row(i));
+                assert!(cos >= bar, "{dtype:?} {side:?} text {i}: cosine {cos}");
+            }
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! Parity with transformers / sentence-transformers on the tiny random
 //! checkpoints of `fixtures/models`, against the goldens that
 //! `scripts/make_goldens.py` wrote: token ids, and embeddings of one padded
-//! batch with left and right padding, causal and bidirectional attention.
+//! batch with left and right padding, causal and bidirectional attention,
+//! through both inference paths (the packed one and the candle reference).
 
 mod common;
 
 use common::{Golden, GoldenCase, fixture, golden, max_abs_diff};
-use reasonembed_models::{Attention, Embedder, EmbedderOptions, Mode, ModelFolder, PaddingSide, Pooling};
+use reasonembed_models::{Attention, Embedder, EmbedderOptions, Kernels, Mode, ModelFolder, PaddingSide, Pooling};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -29,12 +30,29 @@ fn options(golden: &Golden, case: &GoldenCase) -> EmbedderOptions {
     }
 }
 
-/// Runs every case of `name`'s golden file through one padded batch.
+/// Runs every case of `name`'s golden file through one padded batch, on
+/// both inference paths.
 fn check_model(name: &str) {
     let golden = golden(&format!("tiny-{name}"));
     let folder = ModelFolder::open(&fixture(&format!("tiny-{name}"))).unwrap();
-    for case in &golden.cases {
-        let embedder = Embedder::load(&folder, options(&golden, case)).unwrap();
+    let packed_build = cfg!(all(feature = "mkl", target_arch = "x86_64", target_os = "linux"));
+    for (case, kernels) in golden
+        .cases
+        .iter()
+        .flat_map(|c| [(c, Kernels::Fast), (c, Kernels::Reference)])
+    {
+        let options = EmbedderOptions {
+            kernels,
+            ..options(&golden, case)
+        };
+        let embedder = Embedder::load(&folder, options).unwrap();
+        let packed = embedder.info().kernels.starts_with("packed");
+        assert_eq!(
+            packed,
+            packed_build && kernels == Kernels::Fast,
+            "{name}/{}: {kernels:?}",
+            case.name
+        );
         let prompt = case.prompt.as_deref().unwrap_or("");
         let texts: Vec<String> = golden.texts.iter().map(|t| format!("{prompt}{t}")).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -55,7 +73,11 @@ fn check_model(name: &str) {
             .unwrap();
         for (i, (a, b)) in ours.iter().zip(&case.embeddings).enumerate() {
             let diff = max_abs_diff(a, b);
-            assert!(diff <= TOLERANCE, "{name}/{}: text {i} differs by {diff}", case.name);
+            assert!(
+                diff <= TOLERANCE,
+                "{name}/{} ({kernels:?}): text {i} differs by {diff}",
+                case.name
+            );
         }
     }
 }
@@ -122,4 +144,53 @@ fn decoder_defaults_follow_the_checkpoint() {
     let llama = Embedder::from_spec(fixture("tiny-llama").to_str().unwrap(), EmbedderOptions::default()).unwrap();
     assert!(llama.info().append_eos, "tokenizer_config.json asks for add_eos_token");
     assert!(llama.info().normalize, "plain folders are normalised by default");
+}
+
+/// Sequences longer than one block of query rows (64), of mixed lengths in
+/// one batch, through every tiny backbone, causal and bidirectional, f32 and
+/// bf16: the packed path against the candle reference.
+#[test]
+fn packed_path_matches_the_reference_on_long_mixed_batches() {
+    let texts: Vec<String> = [3, 40, 97, 150, 200]
+        .iter()
+        .map(|&n| (0..n).map(|i| format!("w{} ", i % 37)).collect())
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for name in ["bert", "qwen3", "llama", "qwen2"] {
+        let folder = ModelFolder::open(&fixture(&format!("tiny-{name}"))).unwrap();
+        let attentions: &[Attention] = if name == "bert" {
+            &[Attention::Bidirectional]
+        } else {
+            &[Attention::Causal, Attention::Bidirectional]
+        };
+        for &attention in attentions {
+            for (dtype, bar) in [(candle_core::DType::F32, 1e-4f32), (candle_core::DType::BF16, 2e-2)] {
+                let embed = |kernels| {
+                    let options = EmbedderOptions {
+                        attention: Some(attention),
+                        dtype: Some(dtype),
+                        max_length: Some(if name == "bert" { 128 } else { 256 }),
+                        kernels,
+                        ..Default::default()
+                    };
+                    let embedder = Embedder::load(&folder, options).unwrap();
+                    let options = reasonembed_models::EncodeOptions::default().with_batch_size(5);
+                    embedder.encode(&refs, &options, |_, _| {}).unwrap()
+                };
+                let (fast, reference) = (embed(Kernels::Fast), embed(Kernels::Reference));
+                assert!(
+                    fast.tokens > 300,
+                    "{name}: the texts must be long ({} tokens)",
+                    fast.tokens
+                );
+                for i in 0..refs.len() {
+                    let diff = max_abs_diff(fast.row(i), reference.row(i));
+                    assert!(
+                        diff <= bar,
+                        "{name} {attention:?} {dtype:?}: text {i} differs by {diff}"
+                    );
+                }
+            }
+        }
+    }
 }

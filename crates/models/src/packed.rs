@@ -1,0 +1,662 @@
+//! Unpadded ("packed") inference on CPU, for the encoder backbone: the real
+//! tokens of a batch sit back to back as the rows of one `[tokens, hidden]`
+//! matrix, so no pad token is ever computed; dense layers are MKL GEMMs over
+//! those rows, attention runs per sequence, and bias, activation, residual
+//! and layer norm are fused into the GEMM's output pass.
+//!
+//! Threads: every parallel region is a rayon one (row chunks of a GEMM,
+//! sequences of attention), and MKL runs single-threaded inside it
+//! ([`reasonembed_mkl::sequential`]). Two thread pools taking turns would
+//! leave MKL's OpenMP workers spinning through rayon's work.
+//!
+//! Precision: activations stay f32. With bf16 weights each GEMM takes its
+//! input rounded to bf16 and accumulates in f32 (AMX or AVX512-BF16 where the
+//! CPU has them); norms, softmax and GELU are computed in f32.
+//!
+//! Inference only, on frozen weights: nothing here records a gradient, and
+//! each layer keeps its weight packed for MKL after the first batch. `Mode::Train` and every
+//! model this path does not cover use the candle ops of the backbone files,
+//! the reference this path is tested against.
+
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use half::slice::HalfFloatSliceExt as _;
+use multiversion::multiversion;
+use rayon::prelude::*;
+use reasonembed_mkl::{BLayout, Mat, MatMut, Output, PackedB, PackedType};
+use std::sync::Arc;
+
+use crate::batch::TokenBatch;
+use crate::nn::{LayerNorm, Linear};
+
+/// Whether MKL, which every GEMM here runs on, is linked into this build.
+pub(crate) const AVAILABLE: bool = reasonembed_mkl::LINKED;
+
+/// Whether a weight of this dtype and device can feed the packed path.
+pub(crate) fn supports(t: &Tensor) -> bool {
+    matches!(t.dtype(), DType::F32 | DType::BF16) && t.device().is_cpu()
+}
+
+/// Where each sequence of a batch sits among the packed rows.
+pub(crate) struct Packed {
+    /// Real length of each sequence.
+    pub lengths: Vec<usize>,
+    /// First packed row of each sequence.
+    pub starts: Vec<usize>,
+    /// Every real token id, sequence after sequence.
+    pub ids: Vec<u32>,
+    /// Each token's position within its sequence.
+    pub positions: Vec<u32>,
+}
+
+impl Packed {
+    pub fn new(batch: &TokenBatch) -> Result<Self> {
+        let padded = batch.input_ids.to_vec2::<u32>()?;
+        let (mut ids, mut positions, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+        let lengths = batch.lengths().to_vec();
+        for (row, &len) in padded.iter().zip(&lengths) {
+            let first = batch.first_token(starts.len());
+            starts.push(ids.len());
+            ids.extend_from_slice(&row[first..first + len]);
+            positions.extend(0..len as u32);
+        }
+        Ok(Self {
+            lengths,
+            starts,
+            ids,
+            positions,
+        })
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// `rows: [tokens, dim]` back into the batch's padded `[b, s, dim]`
+    /// layout (zeros on padding), for the pooling every path shares.
+    pub fn unpack(&self, rows: &[f32], dim: usize, batch: &TokenBatch) -> Result<Tensor> {
+        let (b, s) = batch.input_ids.dims2()?;
+        let mut padded = vec![0f32; b * s * dim];
+        for (r, (&start, &len)) in self.starts.iter().zip(&self.lengths).enumerate() {
+            let at = (r * s + batch.first_token(r)) * dim;
+            padded[at..at + len * dim].copy_from_slice(&rows[start * dim..(start + len) * dim]);
+        }
+        Tensor::from_vec(padded, (b, s, dim), &Device::Cpu)
+    }
+}
+
+/// The layer's weight in MKL's packed layout (made on first use, then
+/// kept with the layer).
+fn packed_weight(layer: &Linear) -> Result<Arc<PackedB>> {
+    if let Some(p) = layer.packed.get() {
+        return Ok(p.clone());
+    }
+    let weight = layer.parts().0;
+    let (n, k) = weight.dims2()?;
+    let (storage, tensor_layout) = weight.storage_and_layout();
+    let Some((start, end)) = tensor_layout.contiguous_offsets() else {
+        candle_core::bail!("packed path: expected a contiguous weight");
+    };
+    let pack = match &*storage {
+        Storage::Cpu(CpuStorage::F32(v)) => PackedB::f32(Mat::dense(&v[start..end], n, k), BLayout::NByK),
+        Storage::Cpu(CpuStorage::BF16(v)) => {
+            PackedB::bf16(Mat::dense(v[start..end].reinterpret_cast(), n, k), BLayout::NByK)
+        }
+        _ => candle_core::bail!("packed path: expected f32 or bf16 weights on the CPU"),
+    };
+    Ok(layer.packed.get_or_init(|| Arc::new(pack)).clone())
+}
+
+/// A vector parameter (bias, norm scale) in f32.
+fn vector(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.to_vec1()
+}
+
+/// Rows per parallel chunk: one chunk per thread.
+fn chunk_rows(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads().max(1)).max(1)
+}
+
+/// Rows per block of a [`linear`]: small enough that a block's output (up to
+/// a few thousand columns) stays in the L2 cache for the passes after the
+/// GEMM, large enough for MKL's kernels to run at full rate.
+const BLOCK_ROWS: usize = 64;
+
+/// Linear layers side by side, ready for packed rows: weights packed for
+/// MKL, biases in f32.
+struct Dense {
+    weights: Vec<Arc<PackedB>>,
+    biases: Vec<Option<Vec<f32>>>,
+    /// Input width.
+    k: usize,
+    /// Output width: the layers' widths summed.
+    width: usize,
+}
+
+thread_local! {
+    /// Per-thread scratch rows, reused across blocks: a fresh allocation of
+    /// this size would be a new mapping (and its page faults) every time.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<u16>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl Dense {
+    fn new(layers: &[&Linear]) -> Result<Self> {
+        let weights = layers.iter().map(|l| packed_weight(l)).collect::<Result<Vec<_>>>()?;
+        let biases = layers
+            .iter()
+            .map(|l| l.parts().1.map(vector).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        let k = weights.first().map_or(0, |w| w.dims().1);
+        if weights.iter().any(|w| w.dims().1 != k || w.kind() != weights[0].kind()) {
+            candle_core::bail!("packed path: side-by-side layers need one input width and one dtype");
+        }
+        let width = weights.iter().map(|w| w.dims().0).sum();
+        Ok(Self {
+            weights,
+            biases,
+            k,
+            width,
+        })
+    }
+
+    /// One block of rows: `out = x · Wᵀ + b (+ residual)`, then `post` on
+    /// each finished row while the block is in cache. For bf16 weights the
+    /// block is rounded to bf16 once, for every layer. `x` holds rows `lda`
+    /// apart whose first `k` values are the input (`lda > k` when the rows
+    /// carry more than this layer reads).
+    fn block(
+        &self,
+        x: &[f32],
+        lda: usize,
+        out: &mut [f32],
+        residual: Option<&[f32]>,
+        post: &(impl Fn(&mut [f32]) + Sync),
+    ) {
+        let (k, ldc) = (self.k, self.width);
+        let m = x.len() / lda;
+        SCRATCH.with_borrow_mut(|(_, x16)| {
+            if self.weights[0].kind() == PackedType::Bf16 {
+                x16.clear();
+                x.chunks(lda).for_each(|row| to_bf16_into(&row[..k], x16));
+            }
+            let mut col = 0;
+            for weight in &self.weights {
+                let n = weight.dims().0;
+                let c = MatMut::strided(&mut out[col..], m, n, ldc);
+                reasonembed_mkl::sequential(|| match weight.kind() {
+                    PackedType::Bf16 => {
+                        reasonembed_mkl::gemm_packed(Mat::dense(x16, m, k), weight, c, Output::Overwrite)
+                    }
+                    PackedType::F32 => {
+                        reasonembed_mkl::gemm_packed(Mat::strided(x, m, k, lda), weight, c, Output::Overwrite)
+                    }
+                });
+                col += n;
+            }
+        });
+        // Bias and residual are added here, on rows still in cache, not
+        // written before the GEMM and read back by it.
+        for (r, row) in out.chunks_mut(ldc).enumerate() {
+            let res = residual.map(|res| &res[r * ldc..][..ldc]);
+            let mut col = 0;
+            for (weight, bias) in self.weights.iter().zip(&self.biases) {
+                let n = weight.dims().0;
+                add_into(&mut row[col..col + n], bias.as_deref(), res.map(|r| &r[col..col + n]));
+                col += n;
+            }
+            post(row);
+        }
+    }
+}
+
+/// The blocks of rows (`width` values each) that the kernels work on.
+fn blocks(v: &[f32], width: usize) -> rayon::slice::Chunks<'_, f32> {
+    v.par_chunks(BLOCK_ROWS * width.max(1))
+}
+
+/// `out[r] = x[r] · [W₁ W₂ …]ᵀ + [b₁ b₂ …] (+ residual[r])` for each row of
+/// `x`: the layers' outputs side by side in one row of `out`, then `post` on
+/// each finished row; block by block of rows, each finished while in cache.
+pub(crate) fn linear(
+    x: &[f32],
+    layers: &[&Linear],
+    out: &mut [f32],
+    residual: Option<&[f32]>,
+    post: impl Fn(&mut [f32]) + Sync,
+) -> Result<()> {
+    let dense = Dense::new(layers)?;
+    let rows = x.len() / dense.k.max(1);
+    assert_eq!(out.len(), rows * dense.width, "the output must hold every row");
+    assert!(
+        residual.is_none_or(|r| r.len() == out.len()),
+        "the residual must match the output"
+    );
+    out.par_chunks_mut(BLOCK_ROWS * dense.width)
+        .zip(blocks(x, dense.k))
+        .enumerate()
+        .for_each(|(block, (out, x))| {
+            let res = residual.map(|r| &r[block * BLOCK_ROWS * dense.width..][..out.len()]);
+            dense.block(x, dense.k, out, res, &post);
+        });
+    Ok(())
+}
+
+/// The feed-forward block `out = down(act(up(x))) + residual`, then `post`,
+/// block by block of rows: the wide intermediate rows never leave the cache.
+/// `up` may be several layers side by side (SwiGLU's gate and up); `act`
+/// then leaves its result in the first `down`-input columns of each row.
+pub(crate) fn feed_forward(
+    x: &[f32],
+    up: &[&Linear],
+    act: impl Fn(&mut [f32]) + Sync,
+    down: &Linear,
+    out: &mut [f32],
+    residual: &[f32],
+    post: impl Fn(&mut [f32]) + Sync,
+) -> Result<()> {
+    let (up, down) = (Dense::new(up)?, Dense::new(&[down])?);
+    if down.k > up.width || x.len() / up.k.max(1) * down.width != out.len() || residual.len() != out.len() {
+        candle_core::bail!("packed path: feed-forward shapes do not chain");
+    }
+    out.par_chunks_mut(BLOCK_ROWS * down.width)
+        .zip(blocks(x, up.k))
+        .zip(blocks(residual, down.width))
+        .for_each(|((out, x), res)| {
+            let mut inter = SCRATCH.with_borrow_mut(|(f, _)| std::mem::take(f));
+            inter.resize(x.len() / up.k * up.width, 0.0);
+            up.block(x, up.k, &mut inter, None, &act);
+            down.block(&inter, up.width, out, Some(res), &post);
+            SCRATCH.with_borrow_mut(|(f, _)| *f = inter);
+        });
+    Ok(())
+}
+
+/// `row += bias (+ residual)`, either may be absent.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn add_into(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) {
+    for v in [bias, residual].into_iter().flatten() {
+        row.iter_mut().zip(v).for_each(|(o, v)| *o += v);
+    }
+}
+
+/// Appends `x` rounded to bf16 (to nearest, ties to even; as their bits) to
+/// `out`, for the input of a bf16 GEMM. NaN stays NaN.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn to_bf16_into(x: &[f32], out: &mut Vec<u16>) {
+    out.extend(x.iter().map(|v| {
+        let b = v.to_bits();
+        let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+        if v.is_nan() { (b >> 16) as u16 | 0x40 } else { rounded }
+    }));
+}
+
+/// How the heads of an attention layer sit in a packed `qkv` row: the query
+/// heads, then the key heads, then the value heads (grouped-query attention
+/// when there are fewer key/value heads than query heads).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heads {
+    pub q: usize,
+    pub kv: usize,
+    pub dim: usize,
+    /// Each token sees only itself and the tokens before it.
+    pub causal: bool,
+}
+
+impl Heads {
+    /// The width of a `qkv` row.
+    pub fn qkv_width(&self) -> usize {
+        (self.q + 2 * self.kv) * self.dim
+    }
+}
+
+/// Scratch rows of a decoder layer on the packed path, reused by every layer.
+pub(crate) struct DecoderBuffers {
+    pub normed: Vec<f32>,
+    pub mid: Vec<f32>,
+    pub qkv: Vec<f32>,
+    pub ctx: Vec<f32>,
+}
+
+impl DecoderBuffers {
+    pub fn new(tokens: usize, hidden: usize) -> Self {
+        Self {
+            normed: vec![0f32; tokens * hidden],
+            mid: vec![0f32; tokens * hidden],
+            qkv: Vec::new(),
+            ctx: Vec::new(),
+        }
+    }
+}
+
+/// Query rows per block of attention: causal attention reads only the keys
+/// up to a block's last query, so blocks skip most of the masked half.
+const QUERY_BLOCK: usize = 64;
+
+/// Multi-head attention over each sequence's own tokens: `qkv` holds Q, K
+/// and V side by side, `ctx` receives `softmax(Q Kᵀ / √d) V`
+/// (`[tokens, q·dim]`). With `bf16`, Q, K, V and the probabilities enter
+/// the two products rounded to bf16 (as a bf16 model's attention does, on
+/// AMX where the CPU has it); scores, softmax and sums stay f32.
+pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, ctx: &mut [f32]) {
+    let (width, hidden) = (heads.qkv_width(), heads.q * heads.dim);
+    let mut blocks = Vec::with_capacity(packed.lengths.len());
+    let mut rest = ctx;
+    for &len in &packed.lengths {
+        let (block, tail) = rest.split_at_mut(len * hidden);
+        blocks.push(block);
+        rest = tail;
+    }
+    blocks.into_par_iter().zip(&packed.starts).for_each(|(ctx, &start)| {
+        let len = ctx.len() / hidden;
+        let rows = &qkv[start * width..(start + len) * width];
+        reasonembed_mkl::sequential(|| {
+            if bf16 {
+                let mut rows16 = Vec::with_capacity(rows.len());
+                to_bf16_into(rows, &mut rows16);
+                attend(&rows16, len, heads, ctx);
+            } else {
+                attend(rows, len, heads, ctx);
+            }
+        });
+    });
+}
+
+/// The element types attention multiplies in: f32, or bf16 as its bits.
+trait AttentionInput: Copy {
+    fn gemm(a: Mat<Self>, b: Mat<Self>, b_layout: BLayout, c: MatMut);
+    /// Probabilities (f32) as the input of the second product.
+    fn probabilities(p: &[f32], out: &mut Vec<Self>);
+}
+
+impl AttentionInput for f32 {
+    fn gemm(a: Mat<f32>, b: Mat<f32>, b_layout: BLayout, c: MatMut) {
+        reasonembed_mkl::gemm_f32(1.0, a, b, b_layout, c, Output::Overwrite);
+    }
+
+    fn probabilities(p: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend_from_slice(p);
+    }
+}
+
+impl AttentionInput for u16 {
+    fn gemm(a: Mat<u16>, b: Mat<u16>, b_layout: BLayout, c: MatMut) {
+        reasonembed_mkl::gemm_bf16(1.0, a, b, b_layout, c, Output::Overwrite);
+    }
+
+    fn probabilities(p: &[f32], out: &mut Vec<u16>) {
+        out.clear();
+        to_bf16_into(p, out);
+    }
+}
+
+/// One sequence's attention, every head, block by block of query rows.
+fn attend<T: AttentionInput>(rows: &[T], len: usize, heads: Heads, ctx: &mut [f32]) {
+    let (width, hidden, d) = (heads.qkv_width(), heads.q * heads.dim, heads.dim);
+    let group = heads.q / heads.kv.max(1);
+    let scale = 1.0 / (d as f32).sqrt();
+    let (mut scores, mut probs) = (Vec::new(), Vec::new());
+    for h in 0..heads.q {
+        let kv = h / group;
+        for r0 in (0..len).step_by(QUERY_BLOCK) {
+            let m = QUERY_BLOCK.min(len - r0);
+            let keys = if heads.causal { r0 + m } else { len };
+            // Score rows padded to whole vectors, so softmax has no scalar tail.
+            let stride = keys.next_multiple_of(16);
+            scores.resize(m * stride, 0.0);
+            let part = |row: usize, offset: usize, n: usize| Mat::strided(&rows[row * width + offset..], n, d, width);
+            let q = part(r0, h * d, m);
+            let (k, v) = (
+                part(0, (heads.q + kv) * d, keys),
+                part(0, (heads.q + heads.kv + kv) * d, keys),
+            );
+            // The 1/√d scale is applied inside softmax: MKL would make a
+            // separate pass over the scores for an alpha other than 1.
+            T::gemm(q, k, BLayout::NByK, MatMut::strided(&mut scores, m, keys, stride));
+            for (i, row) in scores.chunks_mut(stride).enumerate() {
+                softmax(row, if heads.causal { r0 + i + 1 } else { len }, scale);
+            }
+            T::probabilities(&scores, &mut probs);
+            let out = MatMut::strided(&mut ctx[r0 * hidden + h * d..], m, d, hidden);
+            T::gemm(Mat::strided(&probs, m, keys, stride), v, BLayout::KByN, out);
+        }
+    }
+}
+
+/// Rotary position embeddings (and Qwen3's per-head RMSNorm before them) on
+/// the query and key heads of every `qkv` row, in place, each row at its
+/// token's position: the layout of [`crate::rope::apply`], rotated halves.
+pub(crate) fn rotary(
+    qkv: &mut [f32],
+    packed: &Packed,
+    heads: Heads,
+    inv_freq: &[f32],
+    qk_norm: Option<(&[f32], &[f32], f32)>,
+) {
+    let (width, d, half) = (heads.qkv_width(), heads.dim, inv_freq.len());
+    qkv.par_chunks_mut(width).zip(&packed.positions).for_each(|(row, &p)| {
+        let angles: Vec<f32> = inv_freq.iter().map(|f| p as f32 * f).collect();
+        let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
+        for (i, head) in row[..(heads.q + heads.kv) * d].chunks_mut(d).enumerate() {
+            if let Some((q_norm, k_norm, eps)) = qk_norm {
+                rms_norm(head, if i < heads.q { q_norm } else { k_norm }, eps);
+            }
+            let (a, b) = head.split_at_mut(half);
+            for (((a, b), c), s) in a.iter_mut().zip(b).zip(&cos).zip(&sin) {
+                (*a, *b) = (*a * c - *b * s, *b * c + *a * s);
+            }
+        }
+    });
+}
+
+/// RMSNorm of each row of `x` (`weight.len()` wide) into `out`.
+pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = weight.len();
+    out.copy_from_slice(x);
+    out.par_chunks_mut(BLOCK_ROWS * dim)
+        .for_each(|rows| rows.chunks_mut(dim).for_each(|row| rms_norm(row, weight, eps)));
+}
+
+/// The row's RMSNorm in place, as transformers' (`x / √(mean x² + ε) · w`).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+pub(crate) fn rms_norm(row: &mut [f32], weight: &[f32], eps: f32) {
+    let mut sq = [0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (a, v) in sq.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    let scale = 1.0 / ((sq.iter().sum::<f32>() + tail) / row.len() as f32 + eps).sqrt();
+    for (v, w) in row.iter_mut().zip(weight) {
+        *v = *v * scale * w;
+    }
+}
+
+/// SwiGLU on a row holding `[gate | up]`: its first half becomes
+/// `silu(gate) · up`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+pub(crate) fn silu_gate(row: &mut [f32]) {
+    let (gate, up) = row.split_at_mut(row.len() / 2);
+    for (g, u) in gate.iter_mut().zip(up.iter()) {
+        *g = *g / (1.0 + exp(-*g)) * u;
+    }
+}
+
+/// Layer norm of each row of `x` (`dim` wide) in place.
+pub(crate) fn layer_norm_rows(x: &mut [f32], norm: &LayerNorm) -> Result<()> {
+    let (weight, bias, eps) = norm.parts_f32()?;
+    let dim = weight.len();
+    x.par_chunks_mut(chunk_rows(x.len() / dim) * dim).for_each(|rows| {
+        rows.chunks_mut(dim)
+            .for_each(|row| layer_norm(row, &weight, &bias, eps))
+    });
+    Ok(())
+}
+
+/// Sum with 16 independent accumulators, so that it vectorises (a single
+/// running float sum may not be reordered by the compiler).
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The row's layer norm in place: two passes for the variance, as PyTorch.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+pub(crate) fn layer_norm(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    let n = row.len() as f32;
+    let mean = sum(row) / n;
+    row.iter_mut().for_each(|v| *v -= mean);
+    let mut sq = [0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for c in chunks {
+        for (a, v) in sq.iter_mut().zip(c) {
+            *a += v * v;
+        }
+    }
+    let var = (sq.iter().sum::<f32>() + tail) / n;
+    let scale = 1.0 / (var + eps).sqrt();
+    for ((v, w), b) in row.iter_mut().zip(weight).zip(bias) {
+        *v = *v * scale * w + b;
+    }
+}
+
+/// `softmax(scale · row[..len])` in place; `row` is a whole number of
+/// 16-wide vectors, and its values past `len` (padding) end as 0.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+pub(crate) fn softmax(row: &mut [f32], len: usize, scale: f32) {
+    debug_assert!(row.len().is_multiple_of(16) && len <= row.len());
+    row[len..].fill(f32::NEG_INFINITY);
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    for c in row.chunks_exact(16) {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    let max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    row.iter_mut().for_each(|v| *v = exp((*v - max) * scale));
+    row[len..].fill(0.0);
+    let inv = 1.0 / sum(row);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// The exact (erf) GELU in place, as transformers' `gelu`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+pub(crate) fn gelu_erf(x: &mut [f32]) {
+    x.iter_mut()
+        .for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)));
+}
+
+/// `eˣ` to about 1 ulp, branch-free so that it vectorises: `x = n ln 2 + r`,
+/// Cephes' polynomial for `eʳ`, and `2ⁿ` built in the exponent bits.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Below the first bound eˣ is under f32's smallest normal: flushed to
+    // ~1e-38, harmless for softmax and GELU; above the second it would overflow.
+    let x = x.clamp(-87.336_54, 88.029_69);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e = p * r * r + r + 1.0;
+    // 2ⁿ from the bits of n + 127 + 2²³, whose low mantissa bits hold the
+    // integer n + 127 (in 1..=254): a bit cast, where `as i32` would not
+    // vectorise.
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits();
+    e * f32::from_bits(biased << 23)
+}
+
+/// `erf(x)` to 1.5e-7 plus rounding (Abramowitz & Stegun 7.1.26, the form PyTorch's
+/// vectorised CPU `erf` uses).
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152) * t + 1.421_413_7) * t - 0.284_496_74) * t + 0.254_829_6) * t;
+    (1.0 - poly * exp(-a * a)).copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::bf16;
+
+    #[test]
+    fn exp_and_erf_agree_with_libm() {
+        for i in -2000..=2000 {
+            let x = i as f32 * 0.01;
+            let (got, want) = (exp(x), x.exp());
+            assert!(
+                (got - want).abs() <= 4.0 * f32::EPSILON * want,
+                "exp({x}) = {got}, libm {want}"
+            );
+            let (got, want) = (erf(x), libm::erff(x));
+            assert!((got - want).abs() <= 4e-7, "erf({x}) = {got}, libm {want}");
+        }
+        assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
+        assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn bf16_rounding_matches_half() {
+        let values = [
+            0.0f32,
+            -0.0,
+            1.0,
+            1.0 + 1.0 / 256.0, // ties: to even
+            1.0 + 3.0 / 256.0,
+            -3.3,
+            1e-40,
+            3.4e38,
+            f32::INFINITY,
+            f32::MIN_POSITIVE,
+        ];
+        let want: Vec<u16> = values.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
+        let mut got = Vec::new();
+        to_bf16_into(&values, &mut got);
+        assert_eq!(got, want);
+        to_bf16_into(&[f32::NAN], &mut got);
+        assert!(bf16::from_bits(got[values.len()]).is_nan(), "appended, and NaN");
+    }
+
+    #[test]
+    fn row_kernels_match_their_definitions() {
+        let row: Vec<f32> = (0..37).map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.5).collect();
+        let mut s = row.clone();
+        s.resize(48, 5.0); // padding, larger than every value
+        softmax(&mut s, row.len(), 0.7);
+        let max = row.iter().copied().fold(f32::MIN, f32::max);
+        let total: f32 = row.iter().map(|v| (0.7 * (v - max)).exp()).sum();
+        for (got, v) in s.iter().zip(&row) {
+            assert!((got - (0.7 * (v - max)).exp() / total).abs() < 1e-6);
+        }
+        assert!(s[row.len()..].iter().all(|&p| p == 0.0), "padding ends as 0");
+        let (w, b): (Vec<f32>, Vec<f32>) = (0..37).map(|i| (1.0 + i as f32 * 0.01, i as f32 * -0.02)).unzip();
+        let mut ln = row.clone();
+        layer_norm(&mut ln, &w, &b, 1e-12);
+        let mean = row.iter().sum::<f32>() / 37.0;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 37.0;
+        for (i, got) in ln.iter().enumerate() {
+            let want = (row[i] - mean) / (var + 1e-12).sqrt() * w[i] + b[i];
+            assert!((got - want).abs() < 1e-5, "{i}: {got} vs {want}");
+        }
+        let mut g = row.clone();
+        gelu_erf(&mut g);
+        for (got, v) in g.iter().zip(&row) {
+            let want = 0.5 * v * (1.0 + libm::erff(v / 2f32.sqrt()));
+            assert!((got - want).abs() < 1e-6);
+        }
+    }
+}
