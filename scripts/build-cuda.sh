@@ -45,8 +45,10 @@ log=$(mktemp)
 stub_src=$(mktemp)
 echo 'int reasonembed_cuda_stub(void) { return 0; }' > "$stub_src"
 # The linker reports a bounded number of missing symbols per run: add them and link again.
+# Without the default `mkl` feature: the GPU binary needs no CPU BLAS, and MKL's static archives
+# would make it too big to carry to the device (scripts/gpu-check-pack.sh, 64 MiB).
 for attempt in 1 2 3 4 5 6 7 8 9 10; do
-    if cargo build --release -p reasonembed-cli --features cuda 2> >(tee "$log" >&2); then
+    if cargo build --release -p reasonembed-cli --no-default-features --features cuda 2> >(tee "$log" >&2); then
         break
     fi
     missing=$(grep -oE "undefined (symbol: |reference to .)cu[A-Za-z0-9_]+" "$log" | grep -oE "cu[A-Za-z0-9_]+$" | sort -u)
