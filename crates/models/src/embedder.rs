@@ -46,6 +46,7 @@ pub struct EmbedderOptions {
     pub trainable: Trainable,
     /// A LoRA adapter in the PEFT layout to apply (inference).
     pub adapter: Option<std::path::PathBuf>,
+    /// Which code runs inference on the CPU (the packed path by default).
     pub kernels: Kernels,
 }
 
