@@ -331,11 +331,17 @@ impl DecoderBuffers {
 /// up to a block's last query, so blocks skip most of the masked half.
 const QUERY_BLOCK: usize = 64;
 
+/// Sequences longer than this take bf16 products in a bf16 model's
+/// attention; on shorter ones the bf16 GEMM's fixed cost per call (tile
+/// set-up, clearing the output) outweighs its speed, and f32 is also exact.
+const BF16_ATTENTION_FROM: usize = 128;
+
 /// Multi-head attention over each sequence's own tokens: `qkv` holds Q, K
 /// and V side by side, `ctx` receives `softmax(Q Kᵀ / √d) V`
-/// (`[tokens, q·dim]`). With `bf16`, Q, K, V and the probabilities enter
-/// the two products rounded to bf16 (as a bf16 model's attention does, on
-/// AMX where the CPU has it); scores, softmax and sums stay f32.
+/// (`[tokens, q·dim]`). With `bf16`, on sequences longer than
+/// [`BF16_ATTENTION_FROM`], Q, K, V and the probabilities enter the two
+/// products rounded to bf16 (as a bf16 model's attention does, on AMX where
+/// the CPU has it); scores, softmax and sums stay f32.
 pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, ctx: &mut [f32]) {
     let (width, hidden) = (heads.qkv_width(), heads.q * heads.dim);
     let mut blocks = Vec::with_capacity(packed.lengths.len());
@@ -349,7 +355,7 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, 
         let len = ctx.len() / hidden;
         let rows = &qkv[start * width..(start + len) * width];
         reasonembed_mkl::sequential(|| {
-            if bf16 {
+            if bf16 && len > BF16_ATTENTION_FROM {
                 let mut rows16 = Vec::with_capacity(rows.len());
                 to_bf16_into(rows, &mut rows16);
                 attend(&rows16, len, heads, ctx);
