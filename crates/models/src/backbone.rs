@@ -104,10 +104,12 @@ impl Backbone {
         }
     }
 
-    /// [`Backbone::forward`] in [`Mode::Inference`] on the packed path; call
-    /// it only where [`Backbone::packs`] holds.
+    /// [`Backbone::forward`] in [`Mode::Inference`] on the packed path: the
+    /// last hidden states of the real tokens only, `[tokens, hidden]`,
+    /// sequence after sequence (pool them with [`crate::Pooling::pool_packed`]);
+    /// call it only where [`Backbone::packs`] holds.
     #[cfg_attr(not(feature = "mkl"), allow(unused_variables))]
-    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
+    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
         match self {
             #[cfg(feature = "mkl")]
             Self::Bert(m) if m.packs() => m.forward_packed(batch),

@@ -101,23 +101,16 @@ impl Embeddings {
 impl Embeddings {
     /// The normalised embeddings of every packed token, `[tokens, hidden]`.
     fn forward_packed(&self, packed: &crate::packed::Packed) -> Result<Vec<f32>> {
-        let device = self.word.weight.device();
-        let ids = Tensor::new(packed.ids.as_slice(), device)?;
-        let positions = Tensor::new(packed.positions.as_slice(), device)?;
-        let x = self
-            .word
-            .weight
-            .index_select(&ids, 0)?
-            .to_dtype(candle_core::DType::F32)?
-            .add(
-                &self
-                    .position
-                    .weight
-                    .index_select(&positions, 0)?
-                    .to_dtype(candle_core::DType::F32)?,
-            )?
-            .broadcast_add(&self.token_type.row(0)?.to_dtype(candle_core::DType::F32)?)?;
-        let mut x = x.flatten_all()?.to_vec1::<f32>()?;
+        use crate::packed::add_rows;
+        let mut x = vec![0f32; packed.tokens() * self.word.weight.dim(1)?];
+        add_rows(&self.word.weight, packed.ids.iter().map(|&i| i as usize), &mut x)?;
+        add_rows(
+            &self.position.weight,
+            packed.positions.iter().map(|&p| p as usize),
+            &mut x,
+        )?;
+        // Single-segment inputs: every token has type 0.
+        add_rows(&self.token_type.weight, std::iter::repeat_n(0, packed.tokens()), &mut x)?;
         crate::packed::layer_norm_rows(&mut x, &self.norm)?;
         Ok(x)
     }
@@ -277,9 +270,10 @@ impl Bert {
     }
 
     /// [`Bert::forward`] in [`Mode::Inference`] on the packed path (see
-    /// [`crate::packed`]): the same hidden states, padding rows zero.
+    /// [`crate::packed`]): the hidden states of the real tokens only,
+    /// `[tokens, hidden]`, sequence after sequence.
     #[cfg(feature = "mkl")]
-    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
+    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
         let packed = crate::packed::Packed::new(batch)?;
         let h = self.hidden_size;
         let mut x = self.embeddings.forward_packed(&packed)?;
@@ -292,7 +286,7 @@ impl Bert {
         for layer in &self.layers {
             layer.forward_packed(&mut x, &packed, &mut buffers)?;
         }
-        packed.unpack(&x, h, batch)
+        Ok(x)
     }
 
     pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {

@@ -354,27 +354,26 @@ impl Decoder {
     }
 
     /// [`Decoder::forward`] in [`Mode::Inference`] on the packed path (see
-    /// [`crate::packed`]): the same hidden states, padding rows zero.
+    /// [`crate::packed`]): the final-norm hidden states of the real tokens
+    /// only, `[tokens, hidden]`, sequence after sequence.
     #[cfg(feature = "mkl")]
-    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Tensor> {
-        use crate::packed::rms_norm_rows;
+    pub fn forward_packed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        use crate::packed::{add_rows, rms_norm_rows};
         let packed = crate::packed::Packed::new(batch)?;
         let (h, t) = (self.hidden_size, packed.tokens());
-        let ids = Tensor::new(packed.ids.as_slice(), self.embed_tokens.weight.device())?;
-        let mut x = self
-            .embed_tokens
-            .weight
-            .index_select(&ids, 0)?
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let mut x = vec![0f32; t * h];
+        add_rows(
+            &self.embed_tokens.weight,
+            packed.ids.iter().map(|&i| i as usize),
+            &mut x,
+        )?;
         let mut buf = crate::packed::DecoderBuffers::new(t, h);
         for layer in &self.layers {
             layer.forward_packed(&mut x, &packed, self, &mut buf)?;
         }
         let (weight, eps) = self.norm.parts_f32()?;
         rms_norm_rows(&x, &weight, eps, &mut buf.normed);
-        packed.unpack(&buf.normed, h, batch)
+        Ok(buf.normed)
     }
 
     pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {

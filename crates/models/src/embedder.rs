@@ -429,12 +429,13 @@ impl Embedder {
     }
 
     fn pool(&self, batch: &TokenBatch, mode: Mode) -> Result<Tensor> {
-        let packed = runs_packed(self.kernels, &self.device, &self.backbone, &self.trainable_vars);
-        let hidden = if mode == Mode::Inference && packed {
-            self.backbone.forward_packed(batch)?
-        } else {
-            self.backbone.forward(batch, mode)?
-        };
+        if mode == Mode::Inference && runs_packed(self.kernels, &self.device, &self.backbone, &self.trainable_vars) {
+            let rows = self.backbone.forward_packed(batch)?;
+            let dim = self.backbone.hidden_size();
+            let pooled = self.pooling.pool_packed(&rows, batch.lengths(), dim);
+            return Ok(Tensor::from_vec(pooled, (batch.len(), dim), &self.device)?);
+        }
+        let hidden = self.backbone.forward(batch, mode)?;
         Ok(self.pooling.pool(&hidden, batch)?.to_dtype(DType::F32)?)
     }
 

@@ -18,7 +18,7 @@
 //! model this path does not cover use the candle ops of the backbone files,
 //! the reference this path is tested against.
 
-use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use half::slice::HalfFloatSliceExt as _;
 use multiversion::multiversion;
 use rayon::prelude::*;
@@ -70,18 +70,34 @@ impl Packed {
     pub fn tokens(&self) -> usize {
         self.ids.len()
     }
+}
 
-    /// `rows: [tokens, dim]` back into the batch's padded `[b, s, dim]`
-    /// layout (zeros on padding), for the pooling every path shares.
-    pub fn unpack(&self, rows: &[f32], dim: usize, batch: &TokenBatch) -> Result<Tensor> {
-        let (b, s) = batch.input_ids.dims2()?;
-        let mut padded = vec![0f32; b * s * dim];
-        for (r, (&start, &len)) in self.starts.iter().zip(&self.lengths).enumerate() {
-            let at = (r * s + batch.first_token(r)) * dim;
-            padded[at..at + len * dim].copy_from_slice(&rows[start * dim..(start + len) * dim]);
-        }
-        Tensor::from_vec(padded, (b, s, dim), &Device::Cpu)
+/// Adds row `ids[i]` of `table` (`[rows, dim]`, f32 or bf16) to row `i` of
+/// `out`: embedding look-ups straight into the packed rows.
+pub(crate) fn add_rows(table: &Tensor, ids: impl ExactSizeIterator<Item = usize>, out: &mut [f32]) -> Result<()> {
+    let (rows, dim) = table.dims2()?;
+    if ids.len() * dim != out.len() {
+        candle_core::bail!("packed path: {} look-ups do not fill {} values", ids.len(), out.len());
     }
+    let (storage, layout) = table.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("packed path: expected a contiguous embedding table");
+    };
+    for (id, row) in ids.zip(out.chunks_mut(dim)) {
+        if id >= rows {
+            candle_core::bail!("token id {id} is past the embedding table's {rows} rows");
+        }
+        let at = id * dim;
+        match &*storage {
+            Storage::Cpu(CpuStorage::F32(v)) => add_into(row, Some(&v[start..end][at..at + dim]), None),
+            Storage::Cpu(CpuStorage::BF16(v)) => row
+                .iter_mut()
+                .zip(&v[start..end][at..at + dim])
+                .for_each(|(o, t)| *o += t.to_f32()),
+            _ => candle_core::bail!("packed path: expected an f32 or bf16 embedding table on the CPU"),
+        }
+    }
+    Ok(())
 }
 
 /// The layer's weight in MKL's packed layout (made on first use, then
@@ -331,11 +347,17 @@ impl DecoderBuffers {
 /// up to a block's last query, so blocks skip most of the masked half.
 const QUERY_BLOCK: usize = 64;
 
+/// Sequences longer than this take bf16 products in a bf16 model's
+/// attention; on shorter ones the bf16 GEMM's fixed cost per call (tile
+/// set-up, clearing the output) outweighs its speed, and f32 is also exact.
+const BF16_ATTENTION_FROM: usize = 128;
+
 /// Multi-head attention over each sequence's own tokens: `qkv` holds Q, K
 /// and V side by side, `ctx` receives `softmax(Q Kᵀ / √d) V`
-/// (`[tokens, q·dim]`). With `bf16`, Q, K, V and the probabilities enter
-/// the two products rounded to bf16 (as a bf16 model's attention does, on
-/// AMX where the CPU has it); scores, softmax and sums stay f32.
+/// (`[tokens, q·dim]`). With `bf16`, on sequences longer than
+/// [`BF16_ATTENTION_FROM`], Q, K, V and the probabilities enter the two
+/// products rounded to bf16 (as a bf16 model's attention does, on AMX where
+/// the CPU has it); scores, softmax and sums stay f32.
 pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, ctx: &mut [f32]) {
     let (width, hidden) = (heads.qkv_width(), heads.q * heads.dim);
     let mut blocks = Vec::with_capacity(packed.lengths.len());
@@ -349,7 +371,7 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, 
         let len = ctx.len() / hidden;
         let rows = &qkv[start * width..(start + len) * width];
         reasonembed_mkl::sequential(|| {
-            if bf16 {
+            if bf16 && len > BF16_ATTENTION_FROM {
                 let mut rows16 = Vec::with_capacity(rows.len());
                 to_bf16_into(rows, &mut rows16);
                 attend(&rows16, len, heads, ctx);
@@ -607,6 +629,19 @@ mod tests {
         }
         assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
         assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn embedding_rows_add_up_and_ids_past_the_table_are_errors() {
+        let table = Tensor::new(&[[1f32, 2.], [3., 4.], [5., 6.]], &candle_core::Device::Cpu).unwrap();
+        let mut out = vec![0.5f32; 4];
+        add_rows(&table, [2, 0].into_iter(), &mut out).unwrap();
+        assert_eq!(out, vec![5.5, 6.5, 1.5, 2.5]);
+        let bf16 = table.to_dtype(DType::BF16).unwrap();
+        add_rows(&bf16, [1, 1].into_iter(), &mut out).unwrap();
+        assert_eq!(out, vec![8.5, 10.5, 4.5, 6.5]);
+        let err = add_rows(&table, [0, 3].into_iter(), &mut out).unwrap_err();
+        assert!(err.to_string().contains("token id 3"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,31 @@ impl Pooling {
     }
 }
 
+impl Pooling {
+    /// [`Pooling::pool`] on packed rows: each sequence's real tokens back to
+    /// back (`lengths[i]` rows of `dim` values for sequence `i`), no padding.
+    pub fn pool_packed(self, rows: &[f32], lengths: &[usize], dim: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(lengths.len() * dim);
+        let mut start = 0;
+        for &len in lengths {
+            let seq = &rows[start * dim..(start + len) * dim];
+            match self {
+                Self::Cls => out.extend_from_slice(&seq[..dim]),
+                Self::LastToken => out.extend_from_slice(&seq[(len - 1) * dim..]),
+                Self::Mean => {
+                    let mut sum = vec![0f32; dim];
+                    for token in seq.chunks(dim) {
+                        sum.iter_mut().zip(token).for_each(|(s, v)| *s += v);
+                    }
+                    out.extend(sum.iter().map(|s| s / len as f32));
+                }
+            }
+            start += len;
+        }
+        out
+    }
+}
+
 /// `x / max(‖x‖₂, 1e-12)` row-wise, as `torch.nn.functional.normalize`.
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::INFINITY)?;
@@ -105,6 +130,15 @@ mod tests {
         assert_eq!(values(Pooling::Cls), vec![1.0, 10.0]);
         assert_eq!(values(Pooling::LastToken), vec![3.0, 20.0]);
         assert_eq!(values(Pooling::Mean), vec![2.0, 15.0]);
+    }
+
+    #[test]
+    fn packed_rows_pool_as_padded_batches_do() {
+        // The rows of `hidden()`'s batch without its padding slot.
+        let rows = [1f32, 2., 3., 10., 20.];
+        assert_eq!(Pooling::Cls.pool_packed(&rows, &[3, 2], 1), vec![1.0, 10.0]);
+        assert_eq!(Pooling::LastToken.pool_packed(&rows, &[3, 2], 1), vec![3.0, 20.0]);
+        assert_eq!(Pooling::Mean.pool_packed(&rows, &[3, 2], 1), vec![2.0, 15.0]);
     }
 
     #[test]
