@@ -1,8 +1,9 @@
-//! Unpadded ("packed") inference on CPU, for the encoder backbone: the real
-//! tokens of a batch sit back to back as the rows of one `[tokens, hidden]`
-//! matrix, so no pad token is ever computed; dense layers are MKL GEMMs over
-//! those rows, attention runs per sequence, and bias, activation, residual
-//! and layer norm are fused into the GEMM's output pass.
+//! Unpadded ("packed") inference on CPU, for the encoder and decoder
+//! backbones: the real tokens of a batch sit back to back as the rows of one
+//! `[tokens, hidden]` matrix, so no pad token is ever computed; dense layers
+//! are MKL GEMMs over blocks of those rows, attention runs per sequence, and
+//! bias, residual, activation (GELU, SwiGLU) and norm (layer norm, RMSNorm)
+//! run on each block while it is in cache.
 //!
 //! Threads: every parallel region is a rayon one (row chunks of a GEMM,
 //! sequences of attention), and MKL runs single-threaded inside it
@@ -14,9 +15,9 @@
 //! CPU has them); norms, softmax and GELU are computed in f32.
 //!
 //! Inference only, on frozen weights: nothing here records a gradient, and
-//! each layer keeps its weight packed for MKL after the first batch. `Mode::Train` and every
-//! model this path does not cover use the candle ops of the backbone files,
-//! the reference this path is tested against.
+//! each layer keeps its weight packed for MKL after the first batch.
+//! `Mode::Train` and every model this path does not cover use the candle ops
+//! of the backbone files, the reference this path is tested against.
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use half::slice::HalfFloatSliceExt as _;
@@ -349,7 +350,8 @@ const QUERY_BLOCK: usize = 64;
 
 /// Sequences longer than this take bf16 products in a bf16 model's
 /// attention; on shorter ones the bf16 GEMM's fixed cost per call (tile
-/// set-up, clearing the output) outweighs its speed, and f32 is also exact.
+/// set-up, clearing the output) outweighs its speed, and f32 is the more
+/// accurate anyway.
 const BF16_ATTENTION_FROM: usize = 128;
 
 /// Multi-head attention over each sequence's own tokens: `qkv` holds Q, K
@@ -385,8 +387,9 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, 
 /// The element types attention multiplies in: f32, or bf16 as its bits.
 trait AttentionInput: Copy {
     fn gemm(a: Mat<Self>, b: Mat<Self>, b_layout: BLayout, c: MatMut);
-    /// Probabilities (f32) as the input of the second product.
-    fn probabilities(p: &[f32], out: &mut Vec<Self>);
+    /// Probabilities (f32) as the input of the second product, in `out` if
+    /// they need converting.
+    fn probabilities<'a>(p: &'a [f32], out: &'a mut Vec<Self>) -> &'a [Self];
 }
 
 impl AttentionInput for f32 {
@@ -394,9 +397,8 @@ impl AttentionInput for f32 {
         reasonembed_mkl::gemm_f32(1.0, a, b, b_layout, c, Output::Overwrite);
     }
 
-    fn probabilities(p: &[f32], out: &mut Vec<f32>) {
-        out.clear();
-        out.extend_from_slice(p);
+    fn probabilities<'a>(p: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
+        p
     }
 }
 
@@ -405,9 +407,10 @@ impl AttentionInput for u16 {
         reasonembed_mkl::gemm_bf16(1.0, a, b, b_layout, c, Output::Overwrite);
     }
 
-    fn probabilities(p: &[f32], out: &mut Vec<u16>) {
+    fn probabilities<'a>(p: &'a [f32], out: &'a mut Vec<u16>) -> &'a [u16] {
         out.clear();
         to_bf16_into(p, out);
+        out
     }
 }
 
@@ -437,9 +440,9 @@ fn attend<T: AttentionInput>(rows: &[T], len: usize, heads: Heads, ctx: &mut [f3
             for (i, row) in scores.chunks_mut(stride).enumerate() {
                 softmax(row, if heads.causal { r0 + i + 1 } else { len }, scale);
             }
-            T::probabilities(&scores, &mut probs);
+            let p = T::probabilities(&scores, &mut probs);
             let out = MatMut::strided(&mut ctx[r0 * hidden + h * d..], m, d, hidden);
-            T::gemm(Mat::strided(&probs, m, keys, stride), v, BLayout::KByN, out);
+            T::gemm(Mat::strided(p, m, keys, stride), v, BLayout::KByN, out);
         }
     }
 }
