@@ -5,11 +5,15 @@
 //! vectorised maths run on MKL) and links MKL statically from the pinned PyPI
 //! wheel (`crates/mkl-src`). It adds what candle does not call:
 //!
-//! * [`gemm_bf16`]: MKL's `cblas_gemm_bf16bf16f32`, bf16 inputs, f32 output.
+//! * [`gemm`] in bf16: MKL's `cblas_gemm_bf16bf16f32`, bf16 inputs, f32 output.
 //!   MKL picks the kernel at run time: AMX tiles where the CPU has them,
 //!   AVX512-BF16 otherwise, and a conversion path on older CPUs.
+//!   f32 runs on `cblas_sgemm`; both take strided operands ([`Mat`]).
+//! * [`PackedB`] and [`gemm_packed`]: a weight packed once in MKL's layout,
+//!   for products that reuse it.
 //! * [`configure_threads`]: caps MKL's OpenMP threads at the size of the rayon
-//!   pool that candle's other CPU kernels use, once per process.
+//!   pool that candle's other CPU kernels use, once per process;
+//!   [`sequential`] runs MKL on one thread inside a rayon worker.
 //!
 //! On other targets nothing is linked, [`LINKED`] is false, and candle keeps
 //! its pure-Rust kernels.
@@ -248,72 +252,81 @@ fn empty_product(c: MatMut, output: Output) {
     }
 }
 
-/// `C = α·A·op(B)` (or `C += …`), bf16 inputs passed as their bits,
-/// accumulated in f32.
+/// `C = α·A·op(B)` (or `C += …`), accumulated in f32: MKL's `cblas_sgemm`
+/// for f32 inputs, `cblas_gemm_bf16bf16f32` for bf16 ones (as their bits).
 ///
 /// # Panics
 /// If MKL is not linked ([`LINKED`] is false), the shapes do not match, a
 /// matrix does not fit its slice, or a dimension exceeds `i32`.
-pub fn gemm_bf16(alpha: f32, a: Mat<u16>, b: Mat<u16>, b_layout: BLayout, c: MatMut, output: Output) {
-    let Some([m, n, k, lda, ldb, ldc]) = gemm_args("gemm_bf16", &a, &b, b_layout, &c) else {
+pub fn gemm<T: Element>(alpha: f32, a: Mat<T>, b: Mat<T>, b_layout: BLayout, c: MatMut, output: Output) {
+    let Some([m, n, k, lda, ldb, ldc]) = gemm_args("gemm", &a, &b, b_layout, &c) else {
         return empty_product(c, output);
     };
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     // SAFETY: gemm_args checked that every matrix fits its slice with its
     // stride, so MKL reads and writes inside them; C is borrowed mutably, so
-    // it aliases neither input.
+    // it aliases neither input; T::KIND names the type the pointers hold.
     unsafe {
-        ffi::cblas_gemm_bf16bf16f32(
-            ffi::ROW_MAJOR,
-            ffi::NO_TRANS,
-            trans(b_layout),
-            m,
-            n,
-            k,
-            alpha,
-            a.data.as_ptr(),
-            lda,
-            b.data.as_ptr(),
-            ldb,
-            beta(output),
-            c.data.as_mut_ptr(),
-            ldc,
-        );
+        let (a, b, c) = (a.data.as_ptr(), b.data.as_ptr(), c.data.as_mut_ptr());
+        let (layout, trans_a, trans_b, beta) = (ffi::ROW_MAJOR, ffi::NO_TRANS, trans(b_layout), beta(output));
+        match T::KIND {
+            ElementType::F32 => ffi::cblas_sgemm(
+                layout,
+                trans_a,
+                trans_b,
+                m,
+                n,
+                k,
+                alpha,
+                a.cast(),
+                lda,
+                b.cast(),
+                ldb,
+                beta,
+                c,
+                ldc,
+            ),
+            ElementType::Bf16 => ffi::cblas_gemm_bf16bf16f32(
+                layout,
+                trans_a,
+                trans_b,
+                m,
+                n,
+                k,
+                alpha,
+                a.cast(),
+                lda,
+                b.cast(),
+                ldb,
+                beta,
+                c,
+                ldc,
+            ),
+        }
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     let _ = (m, n, k, lda, ldb, ldc, alpha);
 }
 
-/// [`gemm_bf16`] in f32: MKL's `cblas_sgemm`.
-///
-/// # Panics
-/// As [`gemm_bf16`].
-pub fn gemm_f32(alpha: f32, a: Mat<f32>, b: Mat<f32>, b_layout: BLayout, c: MatMut, output: Output) {
-    let Some([m, n, k, lda, ldb, ldc]) = gemm_args("gemm_f32", &a, &b, b_layout, &c) else {
-        return empty_product(c, output);
-    };
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    // SAFETY: as in gemm_bf16.
-    unsafe {
-        ffi::cblas_sgemm(
-            ffi::ROW_MAJOR,
-            ffi::NO_TRANS,
-            trans(b_layout),
-            m,
-            n,
-            k,
-            alpha,
-            a.data.as_ptr(),
-            lda,
-            b.data.as_ptr(),
-            ldb,
-            beta(output),
-            c.data.as_mut_ptr(),
-            ldc,
-        );
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    let _ = (m, n, k, lda, ldb, ldc, alpha);
+/// The element types of MKL's products: f32, and bf16 as its bits (`u16`).
+pub trait Element: Copy + Send + Sync + 'static {
+    const KIND: ElementType;
+}
+
+impl Element for f32 {
+    const KIND: ElementType = ElementType::F32;
+}
+
+/// bf16 values as their bits.
+impl Element for u16 {
+    const KIND: ElementType = ElementType::Bf16;
+}
+
+/// Which [`Element`] a matrix holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementType {
+    F32,
+    Bf16,
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -332,13 +345,6 @@ fn beta(output: Output) -> f32 {
     }
 }
 
-/// The element type of a [`PackedB`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PackedType {
-    F32,
-    Bf16,
-}
-
 /// `B` of `C = A·op(B)` in MKL's internal packed layout, made once for
 /// GEMMs that reuse it (a layer's weight): each later product skips the
 /// repacking of `B` that a plain GEMM does on every call. Packed on one
@@ -348,7 +354,7 @@ pub struct PackedB {
     ptr: std::ptr::NonNull<u8>,
     n: usize,
     k: usize,
-    kind: PackedType,
+    kind: ElementType,
 }
 
 // SAFETY: the buffer is owned, written once by MKL in `pack_*`, and only
@@ -376,82 +382,76 @@ fn b_dims<T>(b: &Mat<T>, b_layout: BLayout) -> (usize, usize) {
 }
 
 impl PackedB {
-    /// Packs `b` (f32, `k × n` or `n × k`).
+    /// Packs `b` (`k × n` or `n × k`).
     ///
     /// # Panics
-    /// As [`gemm_f32`], or if MKL cannot allocate the buffer.
-    pub fn f32(b: Mat<f32>, b_layout: BLayout) -> Self {
-        Self::pack(PackedType::F32, b.data.as_ptr().cast(), b.data.len(), &b, b_layout)
-    }
-
-    /// Packs `b` (bf16 bits, `k × n` or `n × k`).
-    ///
-    /// # Panics
-    /// As [`PackedB::f32`].
-    pub fn bf16(b: Mat<u16>, b_layout: BLayout) -> Self {
-        Self::pack(PackedType::Bf16, b.data.as_ptr().cast(), b.data.len(), &b, b_layout)
-    }
-
-    pub fn kind(&self) -> PackedType {
-        self.kind
-    }
-
-    /// `(n, k)`: `op(B)` is `k × n`.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.n, self.k)
-    }
-
-    fn pack<T>(kind: PackedType, src: *const u8, len: usize, b: &Mat<T>, b_layout: BLayout) -> Self {
+    /// As [`gemm`], or if MKL cannot allocate the buffer.
+    pub fn new<T: Element>(b: Mat<T>, b_layout: BLayout) -> Self {
         if !LINKED {
             panic!("PackedB: MKL is not linked into this build");
         }
-        let (n, k) = b_dims(b, b_layout);
+        let (n, k) = b_dims(&b, b_layout);
         assert!(
-            n > 0 && k > 0 && fits(len, b.rows, b.cols, b.stride),
+            n > 0 && k > 0 && fits(b.data.len(), b.rows, b.cols, b.stride),
             "PackedB: an empty matrix, or one that does not fit its slice"
         );
         let dim = |d: usize| i32::try_from(d).unwrap_or_else(|_| panic!("PackedB: dimension {d} exceeds i32"));
         let (n32, k32, ld) = (dim(n), dim(k), dim(b.stride));
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         // SAFETY: MKL sizes the buffer for a k × n B (m does not enter B's
-        // layout; 1 is passed), allocates it 64-byte aligned, and reads `src`
+        // layout; 1 is passed), allocates it 64-byte aligned, and reads `b`
         // within the bounds checked above; packing runs on this thread only.
         unsafe {
-            let bytes = match kind {
-                PackedType::F32 => ffi::cblas_sgemm_pack_get_size(ffi::B_MATRIX, 1, n32, k32),
-                PackedType::Bf16 => ffi::cblas_gemm_bf16bf16f32_pack_get_size(ffi::B_MATRIX, 1, n32, k32),
+            let bytes = match T::KIND {
+                ElementType::F32 => ffi::cblas_sgemm_pack_get_size(ffi::B_MATRIX, 1, n32, k32),
+                ElementType::Bf16 => ffi::cblas_gemm_bf16bf16f32_pack_get_size(ffi::B_MATRIX, 1, n32, k32),
             };
             let ptr = std::ptr::NonNull::new(ffi::MKL_malloc(bytes, 64).cast::<u8>())
                 .unwrap_or_else(|| panic!("PackedB: MKL could not allocate {bytes} bytes"));
-            sequential(|| match kind {
-                PackedType::F32 => ffi::cblas_sgemm_pack(
+            let (src, dest, trans) = (b.data.as_ptr(), ptr.as_ptr(), trans(b_layout));
+            sequential(|| match T::KIND {
+                ElementType::F32 => ffi::cblas_sgemm_pack(
                     ffi::ROW_MAJOR,
                     ffi::B_MATRIX,
-                    trans(b_layout),
+                    trans,
                     1,
                     n32,
                     k32,
                     1.0,
                     src.cast(),
                     ld,
-                    ptr.as_ptr().cast(),
+                    dest.cast(),
                 ),
-                PackedType::Bf16 => ffi::cblas_gemm_bf16bf16f32_pack(
+                ElementType::Bf16 => ffi::cblas_gemm_bf16bf16f32_pack(
                     ffi::ROW_MAJOR,
                     ffi::B_MATRIX,
-                    trans(b_layout),
+                    trans,
                     1,
                     n32,
                     k32,
                     src.cast(),
                     ld,
-                    ptr.as_ptr().cast(),
+                    dest.cast(),
                 ),
             });
-            Self { ptr, n, k, kind }
+            Self {
+                ptr,
+                n,
+                k,
+                kind: T::KIND,
+            }
         }
         #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-        unreachable!("LINKED is false: {:?}", (kind, src, n32, k32, ld))
+        unreachable!("LINKED is false: {:?}", (n32, k32, ld))
+    }
+
+    pub fn kind(&self) -> ElementType {
+        self.kind
+    }
+
+    /// `(n, k)`: `op(B)` is `k × n`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
     }
 }
 
@@ -460,7 +460,7 @@ impl PackedB {
 ///
 /// # Panics
 /// If the types or shapes do not match, or a matrix does not fit its slice.
-pub fn gemm_packed<T: PackedInput>(a: Mat<T>, b: &PackedB, c: MatMut, output: Output) {
+pub fn gemm_packed<T: Element>(a: Mat<T>, b: &PackedB, c: MatMut, output: Output) {
     assert_eq!(T::KIND, b.kind, "gemm_packed: the input's type differs from the pack's");
     let (n, k) = b.dims();
     let (m, lda, ldc) = (a.rows, a.stride, c.stride);
@@ -486,7 +486,7 @@ pub fn gemm_packed<T: PackedInput>(a: Mat<T>, b: &PackedB, c: MatMut, output: Ou
     unsafe {
         let (a_ptr, b_ptr, c_ptr) = (a.data.as_ptr(), b.ptr.as_ptr(), c.data.as_mut_ptr());
         match T::KIND {
-            PackedType::F32 => ffi::cblas_sgemm_compute(
+            ElementType::F32 => ffi::cblas_sgemm_compute(
                 ffi::ROW_MAJOR,
                 ffi::NO_TRANS,
                 ffi::PACKED,
@@ -501,7 +501,7 @@ pub fn gemm_packed<T: PackedInput>(a: Mat<T>, b: &PackedB, c: MatMut, output: Ou
                 c_ptr,
                 ldc,
             ),
-            PackedType::Bf16 => ffi::cblas_gemm_bf16bf16f32_compute(
+            ElementType::Bf16 => ffi::cblas_gemm_bf16bf16f32_compute(
                 ffi::ROW_MAJOR,
                 ffi::NO_TRANS,
                 ffi::PACKED,
@@ -521,20 +521,6 @@ pub fn gemm_packed<T: PackedInput>(a: Mat<T>, b: &PackedB, c: MatMut, output: Ou
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     let _ = (m, n, k, lda, ldc, output);
-}
-
-/// The element types [`gemm_packed`] takes as `A`.
-pub trait PackedInput {
-    const KIND: PackedType;
-}
-
-impl PackedInput for f32 {
-    const KIND: PackedType = PackedType::F32;
-}
-
-/// bf16 values as their bits.
-impl PackedInput for u16 {
-    const KIND: PackedType = PackedType::Bf16;
 }
 
 /// Runs `f` with MKL on one thread in the calling thread only: for GEMMs
@@ -660,11 +646,11 @@ mod tests {
             ] {
                 let mut c = vec![fill; m * n];
                 let (a, b) = (Mat::dense(&a, m, k), Mat::dense(b, rows, cols));
-                gemm_f32(2.0, a, b, layout, MatMut::dense(&mut c, m, n), output);
+                gemm(2.0, a, b, layout, MatMut::dense(&mut c, m, n), output);
                 assert_eq!(&c, want, "f32 {layout:?} {output:?}");
                 let mut c = vec![fill; m * n];
                 let (a, b) = (Mat::dense(&a16, m, k), Mat::dense(&b16, rows, cols));
-                gemm_bf16(2.0, a, b, layout, MatMut::dense(&mut c, m, n), output);
+                gemm(2.0, a, b, layout, MatMut::dense(&mut c, m, n), output);
                 assert_eq!(&c, want, "bf16 {layout:?} {output:?}");
             }
         }
@@ -682,7 +668,7 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| wide[(i / k) * 8 + 2 + i % k]).collect();
         let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 - 2.0).collect();
         let mut dense = vec![0.0; m * n];
-        gemm_f32(
+        gemm(
             1.0,
             Mat::dense(&a, m, k),
             Mat::dense(&w, n, k),
@@ -692,7 +678,7 @@ mod tests {
         );
         let mut c = vec![-1.0f32; m * 10];
         let block = MatMut::strided(&mut c[3..], m, n, 10);
-        gemm_f32(
+        gemm(
             1.0,
             Mat::strided(&wide[2..], m, k, 8),
             Mat::dense(&w, n, k),
@@ -712,7 +698,7 @@ mod tests {
     fn a_matrix_past_its_slice_is_refused() {
         let a = vec![0.0f32; 11];
         let mut c = vec![0.0f32; 16];
-        gemm_f32(
+        gemm(
             1.0,
             Mat::dense(&a, 4, 3),
             Mat::dense(&a, 4, 3),
@@ -734,15 +720,15 @@ mod tests {
         let w: Vec<f32> = (0..n * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
         let w16: Vec<u16> = w.iter().map(|&v| bits(v)).collect();
         let (p32, p16) = (
-            PackedB::f32(Mat::dense(&w, n, k), BLayout::NByK),
-            PackedB::bf16(Mat::dense(&w16, n, k), BLayout::NByK),
+            PackedB::new(Mat::dense(&w, n, k), BLayout::NByK),
+            PackedB::new(Mat::dense(&w16, n, k), BLayout::NByK),
         );
         for m in [1, 7, 64, 300] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
             let a16: Vec<u16> = a.iter().map(|&v| bits(v)).collect();
             let mut want = vec![0.0; m * n];
             let c = MatMut::dense(&mut want, m, n);
-            gemm_f32(
+            gemm(
                 1.0,
                 Mat::dense(&a, m, k),
                 Mat::dense(&w, n, k),

@@ -109,7 +109,7 @@ mod imp {
                     None => Output::Overwrite,
                 };
                 let (a, w) = (Mat::dense(xv, m, k), Mat::dense(wv, n, k));
-                reasonembed_mkl::gemm_f32(1.0, a, w, BLayout::NByK, MatMut::dense(&mut out, m, n), output);
+                reasonembed_mkl::gemm(1.0, a, w, BLayout::NByK, MatMut::dense(&mut out, m, n), output);
                 CpuStorage::F32(out)
             }
             CpuStorage::BF16(_) => {
@@ -118,7 +118,7 @@ mod imp {
                 let mut acc = vec![0f32; m * n];
                 let (a, b) = (xv.reinterpret_cast(), wv.reinterpret_cast());
                 let (a, w) = (Mat::dense(a, m, k), Mat::dense(b, n, k));
-                reasonembed_mkl::gemm_bf16(
+                reasonembed_mkl::gemm(
                     1.0,
                     a,
                     w,

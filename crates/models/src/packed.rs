@@ -23,7 +23,7 @@ use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use half::slice::HalfFloatSliceExt as _;
 use multiversion::multiversion;
 use rayon::prelude::*;
-use reasonembed_mkl::{BLayout, Mat, MatMut, Output, PackedB, PackedType};
+use reasonembed_mkl::{BLayout, ElementType, Mat, MatMut, Output, PackedB};
 use std::sync::Arc;
 
 use crate::batch::TokenBatch;
@@ -114,9 +114,9 @@ fn packed_weight(layer: &Linear) -> Result<Arc<PackedB>> {
         candle_core::bail!("packed path: expected a contiguous weight");
     };
     let pack = match &*storage {
-        Storage::Cpu(CpuStorage::F32(v)) => PackedB::f32(Mat::dense(&v[start..end], n, k), BLayout::NByK),
+        Storage::Cpu(CpuStorage::F32(v)) => PackedB::new(Mat::dense(&v[start..end], n, k), BLayout::NByK),
         Storage::Cpu(CpuStorage::BF16(v)) => {
-            PackedB::bf16(Mat::dense(v[start..end].reinterpret_cast(), n, k), BLayout::NByK)
+            PackedB::new(Mat::dense(v[start..end].reinterpret_cast(), n, k), BLayout::NByK)
         }
         _ => candle_core::bail!("packed path: expected f32 or bf16 weights on the CPU"),
     };
@@ -191,7 +191,7 @@ impl Dense {
         let (k, ldc) = (self.k, self.width);
         let m = x.len() / lda;
         SCRATCH.with_borrow_mut(|(_, x16)| {
-            if self.weights[0].kind() == PackedType::Bf16 {
+            if self.weights[0].kind() == ElementType::Bf16 {
                 x16.clear();
                 x.chunks(lda).for_each(|row| to_bf16_into(&row[..k], x16));
             }
@@ -200,10 +200,10 @@ impl Dense {
                 let n = weight.dims().0;
                 let c = MatMut::strided(&mut out[col..], m, n, ldc);
                 reasonembed_mkl::sequential(|| match weight.kind() {
-                    PackedType::Bf16 => {
+                    ElementType::Bf16 => {
                         reasonembed_mkl::gemm_packed(Mat::dense(x16, m, k), weight, c, Output::Overwrite)
                     }
-                    PackedType::F32 => {
+                    ElementType::F32 => {
                         reasonembed_mkl::gemm_packed(Mat::strided(x, m, k, lda), weight, c, Output::Overwrite)
                     }
                 });
@@ -385,28 +385,19 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, 
 }
 
 /// The element types attention multiplies in: f32, or bf16 as its bits.
-trait AttentionInput: Copy {
-    fn gemm(a: Mat<Self>, b: Mat<Self>, b_layout: BLayout, c: MatMut);
+trait AttentionInput: reasonembed_mkl::Element {
     /// Probabilities (f32) as the input of the second product, in `out` if
     /// they need converting.
     fn probabilities<'a>(p: &'a [f32], out: &'a mut Vec<Self>) -> &'a [Self];
 }
 
 impl AttentionInput for f32 {
-    fn gemm(a: Mat<f32>, b: Mat<f32>, b_layout: BLayout, c: MatMut) {
-        reasonembed_mkl::gemm_f32(1.0, a, b, b_layout, c, Output::Overwrite);
-    }
-
     fn probabilities<'a>(p: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
         p
     }
 }
 
 impl AttentionInput for u16 {
-    fn gemm(a: Mat<u16>, b: Mat<u16>, b_layout: BLayout, c: MatMut) {
-        reasonembed_mkl::gemm_bf16(1.0, a, b, b_layout, c, Output::Overwrite);
-    }
-
     fn probabilities<'a>(p: &'a [f32], out: &'a mut Vec<u16>) -> &'a [u16] {
         out.clear();
         to_bf16_into(p, out);
@@ -436,13 +427,15 @@ fn attend<T: AttentionInput>(rows: &[T], len: usize, heads: Heads, ctx: &mut [f3
             );
             // The 1/√d scale is applied inside softmax: MKL would make a
             // separate pass over the scores for an alpha other than 1.
-            T::gemm(q, k, BLayout::NByK, MatMut::strided(&mut scores, m, keys, stride));
+            let s = MatMut::strided(&mut scores, m, keys, stride);
+            reasonembed_mkl::gemm(1.0, q, k, BLayout::NByK, s, Output::Overwrite);
             for (i, row) in scores.chunks_mut(stride).enumerate() {
                 softmax(row, if heads.causal { r0 + i + 1 } else { len }, scale);
             }
             let p = T::probabilities(&scores, &mut probs);
             let out = MatMut::strided(&mut ctx[r0 * hidden + h * d..], m, d, hidden);
-            T::gemm(Mat::strided(p, m, keys, stride), v, BLayout::KByN, out);
+            let p = Mat::strided(p, m, keys, stride);
+            reasonembed_mkl::gemm(1.0, p, v, BLayout::KByN, out, Output::Overwrite);
         }
     }
 }

@@ -6,8 +6,19 @@
 
 mod common;
 
-use common::{cosine, golden, max_abs_diff};
+use common::{Golden, cosine, golden, max_abs_diff};
 use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, Kernels, PaddingSide, Pooling};
+
+/// The golden texts embedded as `SentenceTransformer.encode` embeds them
+/// (batch 32), with the golden vectors to compare against.
+fn encode_golden<'a>(embedder: &Embedder, golden: &'a Golden) -> (reasonembed_models::Embeddings, &'a [Vec<f32>]) {
+    let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
+    let out = embedder
+        .encode(&refs, &EncodeOptions::default().with_batch_size(32), |_, _| {})
+        .unwrap();
+    let expected = &golden.cases.iter().find(|c| c.name == "st-encode").unwrap().embeddings;
+    (out, expected)
+}
 
 fn minilm() -> Embedder {
     Embedder::from_spec("minilm", EmbedderOptions::default())
@@ -32,14 +43,7 @@ fn minilm_matches_sentence_transformers() {
     );
     assert_eq!(ids.iter().map(Vec::len).collect::<Vec<_>>(), golden.token_counts);
 
-    let out = embedder
-        .encode(
-            &refs,
-            &reasonembed_models::EncodeOptions::default().with_batch_size(32),
-            |_, _| {},
-        )
-        .unwrap();
-    let expected = &golden.cases.iter().find(|c| c.name == "st-encode").unwrap().embeddings;
+    let (out, expected) = encode_golden(&embedder, &golden);
     for (i, e) in expected.iter().enumerate() {
         let cos = cosine(out.row(i), e);
         assert!(cos >= 0.99999, "text {i}: cosine {cos}");
@@ -47,9 +51,9 @@ fn minilm_matches_sentence_transformers() {
     }
 }
 
-/// bf16 weights and activations on the CPU (with the default `mkl` feature,
-/// every linear layer runs on MKL's bf16 GEMM: AMX or AVX512-BF16 where the
-/// CPU has them) against the same f32 goldens, at bf16's tolerance.
+/// bf16 weights on the CPU (with the default `mkl` feature, every linear
+/// layer runs on MKL's bf16 GEMM: AMX or AVX512-BF16 where the CPU has them)
+/// against the same f32 goldens, at bf16's tolerance.
 #[test]
 fn minilm_bf16_stays_close_to_sentence_transformers() {
     let golden = golden("minilm");
@@ -59,15 +63,7 @@ fn minilm_bf16_stays_close_to_sentence_transformers() {
     };
     let embedder = Embedder::from_spec("minilm", options).expect("the built-in minilm must load");
     assert_eq!(embedder.info().dtype, "bf16");
-    let refs: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
-    let out = embedder
-        .encode(
-            &refs,
-            &reasonembed_models::EncodeOptions::default().with_batch_size(32),
-            |_, _| {},
-        )
-        .unwrap();
-    let expected = &golden.cases.iter().find(|c| c.name == "st-encode").unwrap().embeddings;
+    let (out, expected) = encode_golden(&embedder, &golden);
     let mut worst = 1.0f64;
     for (i, e) in expected.iter().enumerate() {
         let cos = cosine(out.row(i), e);
@@ -107,11 +103,7 @@ fn packed_kernels_match_the_reference_path() {
         assert!(kernels.starts_with("candle"), "{kernels}");
         for side in [PaddingSide::Right, PaddingSide::Left] {
             let (kernels, fast) = embed(dtype, Kernels::Fast, side);
-            let expected = if cfg!(all(feature = "mkl", target_arch = "x86_64", target_os = "linux")) {
-                "packed+mkl"
-            } else {
-                "candle"
-            };
+            let expected = if common::PACKED_BUILD { "packed+mkl" } else { "candle" };
             assert_eq!(kernels, expected, "the default kernels of this build");
             for i in 0..refs.len() {
                 let cos = cosine(fast.row(i), reference.row(i));

@@ -35,7 +35,6 @@ fn options(golden: &Golden, case: &GoldenCase) -> EmbedderOptions {
 fn check_model(name: &str) {
     let golden = golden(&format!("tiny-{name}"));
     let folder = ModelFolder::open(&fixture(&format!("tiny-{name}"))).unwrap();
-    let packed_build = cfg!(all(feature = "mkl", target_arch = "x86_64", target_os = "linux"));
     for (case, kernels) in golden
         .cases
         .iter()
@@ -49,7 +48,7 @@ fn check_model(name: &str) {
         let packed = embedder.info().kernels.starts_with("packed");
         assert_eq!(
             packed,
-            packed_build && kernels == Kernels::Fast,
+            common::PACKED_BUILD && kernels == Kernels::Fast,
             "{name}/{}: {kernels:?}",
             case.name
         );

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// Whether this build has the packed inference path (the `mkl` feature, on
+/// the one platform MKL is linked on), so that `Kernels::Fast` takes it.
+pub const PACKED_BUILD: bool = cfg!(all(feature = "mkl", target_arch = "x86_64", target_os = "linux"));
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
