@@ -12,6 +12,7 @@
 pub mod bm25;
 pub mod cache;
 mod error;
+pub mod fusion;
 pub mod index;
 pub mod passages;
 pub mod pgvector;
