@@ -6,10 +6,11 @@ use reasonembed_data::BeirDataset;
 use reasonembed_data::Progress;
 use reasonembed_models::Prompt;
 
+use crate::bright::run_of;
 use crate::error::{Error, Result};
-use crate::metrics::{self, Measure, Run};
+use crate::metrics::{self, Measure};
 use crate::report::{Report, TaskResult};
-use crate::retriever::{Corpus, Retriever};
+use crate::retriever::{Corpus, Queries, QueryRewriter, Retriever};
 
 /// nDCG@10 (the headline), nDCG@100, MAP, recall at 10, 100 and 1,000, P@10
 /// and the reciprocal rank.
@@ -42,6 +43,7 @@ pub struct BeirTask {
 /// named it; `prompt` is the embedder's query prompt (see the encode contract).
 pub fn report(
     retriever: &Retriever,
+    rewriter: Option<&dyn QueryRewriter>,
     spec: &str,
     task: BeirTask,
     prompt: &Prompt,
@@ -49,8 +51,19 @@ pub fn report(
 ) -> Result<Report> {
     let start = std::time::Instant::now();
     let query_prompt = retriever.query_prompt(prompt)?;
-    let result = evaluate(retriever, &task.name, task.dataset, prompt, task.top_k, progress)?;
-    let settings = serde_json::json!({ "split": task.split, "top_k": task.top_k, "query_prompt": query_prompt });
+    let result = evaluate(
+        retriever,
+        rewriter,
+        &task.name,
+        task.dataset,
+        prompt,
+        task.top_k,
+        progress,
+    )?;
+    let settings = serde_json::json!({
+        "split": task.split, "top_k": task.top_k, "query_prompt": query_prompt,
+        "reasoning": rewriter.map(|r| r.describe()),
+    });
     Ok(Report::new(
         "BEIR",
         retriever.describe(spec)?,
@@ -64,6 +77,7 @@ pub fn report(
 /// The one task of `dataset`; `prompt` is the embedder's query prompt.
 pub fn evaluate(
     retriever: &Retriever,
+    rewriter: Option<&dyn QueryRewriter>,
     name: &str,
     dataset: BeirDataset,
     prompt: &Prompt,
@@ -80,19 +94,17 @@ pub fn evaluate(
     }
     let corpus = Corpus::new(dataset.corpus);
     let texts: Vec<String> = queries.iter().map(|q| q.text.clone()).collect();
-    let hits = retriever.retrieve(&corpus, &texts, prompt, &[], top_k, progress)?;
-    let run: Run = queries
-        .iter()
-        .zip(hits)
-        .map(|(q, hits)| {
-            (
-                q.id.clone(),
-                hits.into_iter()
-                    .map(|h| (corpus.ids[h.index as usize].clone(), h.score as f64))
-                    .collect(),
-            )
-        })
-        .collect();
+    let texts = match rewriter {
+        Some(r) => r.rewrite(&texts, progress).map_err(Error::Protocol)?,
+        None => texts,
+    };
+    let queries_of_run = Queries {
+        raw: &texts,
+        dense: &texts,
+        prompt,
+    };
+    let hits = retriever.retrieve(&corpus, &queries_of_run, &[], top_k, progress)?;
+    let run = run_of(&corpus, queries.iter().map(|q| q.id.clone()).collect(), hits);
     let per_query = metrics::evaluate(&dataset.qrels, &run, &measures()).map_err(Error::Protocol)?;
     Ok(TaskResult {
         task: name.into(),

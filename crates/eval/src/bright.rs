@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::instructions::InstructionSet;
 use crate::metrics::{self, Measure, Qrels, Run};
 use crate::report::{HEADLINE, Report, TaskResult};
-use crate::retriever::{Corpus, Retriever};
+use crate::retriever::{Corpus, Queries, QueryRewriter, Ranking, Retriever};
 
 #[derive(Debug, Clone)]
 pub struct BrightOptions {
@@ -64,8 +64,10 @@ impl BrightOptions {
 /// Runs every task and builds the report: the benchmark's task loop.
 /// `dataset` says where the data came from (recorded as it is); `spec` is
 /// the model as the user named it.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     retriever: &Retriever,
+    rewriter: Option<&dyn QueryRewriter>,
     data: &BrightData,
     options: &BrightOptions,
     spec: &str,
@@ -77,7 +79,7 @@ pub fn evaluate(
     let mut results = Vec::with_capacity(tasks.len());
     for task in &tasks {
         progress.context(task);
-        let result = evaluate_task(retriever, data, task, options, progress)
+        let result = evaluate_task(retriever, rewriter, data, task, options, progress)
             .map_err(|e| Error::Protocol(format!("BRIGHT task '{task}': {e}")))?;
         tracing::info!(
             "{task}: nDCG@10 {:.4} over {} queries, {} documents ({} id collisions, {} distinct texts)",
@@ -92,7 +94,7 @@ pub fn evaluate(
     progress.context("");
     let settings = serde_json::json!({
         "long": options.long, "queries": options.queries, "instructions": options.instructions.name(),
-        "top_k": options.top_k, "tasks": tasks,
+        "top_k": options.top_k, "tasks": tasks, "reasoning": rewriter.map(|r| r.describe()),
     });
     Ok(Report::new(
         "BRIGHT",
@@ -104,8 +106,23 @@ pub fn evaluate(
     ))
 }
 
+/// The TREC run of rankings: query ids with corpus ids and scores.
+pub(crate) fn run_of(corpus: &Corpus, qids: Vec<String>, rankings: Vec<Ranking>) -> Run {
+    qids.into_iter()
+        .zip(rankings)
+        .map(|(qid, ranking)| {
+            let docs = ranking
+                .into_iter()
+                .map(|(i, score)| (corpus.ids[i as usize].clone(), score))
+                .collect();
+            (qid, docs)
+        })
+        .collect()
+}
+
 pub fn evaluate_task(
     retriever: &Retriever,
+    rewriter: Option<&dyn QueryRewriter>,
     data: &BrightData,
     task: &str,
     options: &BrightOptions,
@@ -140,28 +157,27 @@ pub fn evaluate_task(
         texts.push(ex.query.clone());
         qids.push(ex.id.clone());
     }
+    let raw = match rewriter {
+        Some(r) => r.rewrite(&texts, progress).map_err(Error::Protocol)?,
+        None => texts,
+    };
     // BRIGHT gives BM25 its queries as they are; embedders get the instruction set's format.
-    let (texts, prompt) = match retriever {
-        Retriever::Bm25(_) => (texts, reasonembed_models::Prompt::None),
-        Retriever::Dense(_) => options
+    let (dense, prompt) = if retriever.embeds() {
+        options
             .instructions
             .format(task, options.long)
             .map_err(Error::Protocol)?
-            .apply(texts),
+            .apply(raw.clone())
+    } else {
+        (Vec::new(), reasonembed_models::Prompt::None)
     };
-    let hits = retriever.retrieve(&corpus, &texts, &prompt, &exclusions, options.top_k, progress)?;
-    let run: Run = qids
-        .into_iter()
-        .zip(hits)
-        .map(|(qid, hits)| {
-            (
-                qid,
-                hits.into_iter()
-                    .map(|h| (corpus.ids[h.index as usize].clone(), h.score as f64))
-                    .collect(),
-            )
-        })
-        .collect();
+    let queries = Queries {
+        raw: &raw,
+        dense: &dense,
+        prompt: &prompt,
+    };
+    let hits = retriever.retrieve(&corpus, &queries, &exclusions, options.top_k, progress)?;
+    let run = run_of(&corpus, qids, hits);
     let per_query = metrics::evaluate(&qrels, &run, &measures()).map_err(Error::Protocol)?;
     Ok(TaskResult {
         task: task.into(),

@@ -1,5 +1,7 @@
 //! Scoring a whole corpus for a set of queries: dense (an embedder, exact
-//! search, cached corpus embeddings) or BM25 as BRIGHT computes it.
+//! search, cached corpus embeddings), BM25 as BRIGHT computes it, or both
+//! fused ([`Fusion`]), optionally after an LLM has reasoned about each query
+//! ([`QueryRewriter`]).
 //!
 //! A corpus may repeat ids and texts. As in BRIGHT, a repeated id keeps the
 //! text of its last row (its score overwrites the earlier ones there); each
@@ -13,6 +15,7 @@ use reasonembed_data::Progress;
 use reasonembed_models::{Embedder, EncodeOptions, Prompt};
 use reasonembed_search::bm25::{Bm25Index, Bm25Params};
 use reasonembed_search::cache::EmbeddingCache;
+use reasonembed_search::fusion::Fusion;
 use reasonembed_search::topk::{Hit, search, top_k_of};
 use serde::Serialize;
 
@@ -94,7 +97,33 @@ impl Corpus {
 pub enum Retriever {
     Dense(Box<DenseRetriever>),
     Bm25(Bm25Params),
+    /// Both, each keeping its best `k`, fused into one best `k`.
+    Hybrid {
+        dense: Box<DenseRetriever>,
+        bm25: Bm25Params,
+        fusion: Fusion,
+    },
 }
+
+/// Rewrites queries before retrieval (query-time reasoning): one text per
+/// query, in order. Implemented outside this crate (the LLM lives in synth).
+pub trait QueryRewriter {
+    fn rewrite(&self, queries: &[String], progress: &mut dyn Progress) -> std::result::Result<Vec<String>, String>;
+    /// What a report records of it (model, prompt, counts).
+    fn describe(&self) -> serde_json::Value;
+}
+
+/// The queries of one retrieval: as written (what BM25 gets, as in BRIGHT),
+/// and as the embedder gets them (an instruction template applied) with the
+/// embedder's prompt.
+pub struct Queries<'a> {
+    pub raw: &'a [String],
+    pub dense: &'a [String],
+    pub prompt: &'a Prompt,
+}
+
+/// A ranked list: corpus id indices with scores, best first.
+pub type Ranking = Vec<(u32, f64)>;
 
 pub struct DenseRetriever {
     pub embedder: Embedder,
@@ -119,54 +148,96 @@ impl Retriever {
                 "batch_size": d.batch_size,
             }),
             Self::Bm25(p) => serde_json::json!({ "spec": "bm25", "k1": p.k1, "b": p.b }),
+            Self::Hybrid { dense, bm25, fusion } => serde_json::json!({
+                "spec": spec,
+                "info": dense.embedder.info(),
+                "identity": dense.embedder.identity()?,
+                "query_max_length": dense.query_max_length,
+                "doc_max_length": dense.doc_max_length,
+                "batch_size": dense.batch_size,
+                "bm25": { "k1": bm25.k1, "b": bm25.b },
+                "fusion": fusion.to_string(),
+            }),
         })
+    }
+
+    /// Whether queries go to an embedder (and so get the instruction set).
+    pub fn embeds(&self) -> bool {
+        !matches!(self, Self::Bm25(_))
     }
 
     /// The prompt queries get under `prompt`, resolved now so that an
     /// unknown prompt name fails before any work (none for BM25).
     pub fn query_prompt(&self, prompt: &Prompt) -> Result<String> {
         Ok(match self {
-            Self::Dense(d) => d.embedder.resolve(&EncodeOptions::query(prompt.clone()))?.prompt,
+            Self::Dense(d) | Self::Hybrid { dense: d, .. } => {
+                d.embedder.resolve(&EncodeOptions::query(prompt.clone()))?.prompt
+            }
             Self::Bm25(_) => String::new(),
         })
     }
 
     /// The best `k` corpus ids (as indices into `corpus.ids`) for each query,
-    /// excluded ids removed before the cut. `prompt` is the embedder's query
-    /// prompt; BM25 takes the queries as they are.
+    /// excluded ids removed before the cut.
     pub fn retrieve(
         &self,
         corpus: &Corpus,
-        queries: &[String],
-        prompt: &Prompt,
+        queries: &Queries,
         exclusions: &[HashSet<u32>],
         k: usize,
         progress: &mut dyn Progress,
-    ) -> Result<Vec<Vec<Hit>>> {
-        match self {
-            Self::Dense(dense) => dense.retrieve(corpus, queries, prompt, exclusions, k, progress),
-            Self::Bm25(params) => {
-                progress.start("BM25 index", 1);
-                let rows: Vec<&str> = corpus.rows.iter().map(String::as_str).collect();
-                let index = Bm25Index::build(&rows, *params);
-                progress.finish();
-                progress.start("queries", queries.len());
-                let empty = HashSet::new();
-                let hits = queries
-                    .iter()
-                    .enumerate()
-                    .map(|(q, query)| {
-                        let row_scores = index.scores(query);
-                        let scores: Vec<f32> = corpus.id_row.iter().map(|&row| row_scores[row]).collect();
-                        progress.update(q + 1);
-                        top_k_of(&scores, k, exclusions.get(q).unwrap_or(&empty))
-                    })
-                    .collect();
-                progress.finish();
-                Ok(hits)
+    ) -> Result<Vec<Ranking>> {
+        let ranking = |hits: Vec<Hit>| hits.into_iter().map(|h| (h.index, h.score as f64)).collect();
+        Ok(match self {
+            Self::Dense(dense) => dense
+                .retrieve(corpus, queries.dense, queries.prompt, exclusions, k, progress)?
+                .into_iter()
+                .map(ranking)
+                .collect(),
+            Self::Bm25(params) => bm25(corpus, queries.raw, *params, exclusions, k, progress)
+                .into_iter()
+                .map(ranking)
+                .collect(),
+            Self::Hybrid {
+                dense,
+                bm25: params,
+                fusion,
+            } => {
+                let dense = dense.retrieve(corpus, queries.dense, queries.prompt, exclusions, k, progress)?;
+                let sparse = bm25(corpus, queries.raw, *params, exclusions, k, progress);
+                dense.iter().zip(&sparse).map(|(d, s)| fusion.fuse(d, s, k)).collect()
             }
-        }
+        })
     }
+}
+
+/// BRIGHT's BM25: every row scored, each id taking its last row's score.
+fn bm25(
+    corpus: &Corpus,
+    queries: &[String],
+    params: Bm25Params,
+    exclusions: &[HashSet<u32>],
+    k: usize,
+    progress: &mut dyn Progress,
+) -> Vec<Vec<Hit>> {
+    progress.start("BM25 index", 1);
+    let rows: Vec<&str> = corpus.rows.iter().map(String::as_str).collect();
+    let index = Bm25Index::build(&rows, params);
+    progress.finish();
+    progress.start("queries", queries.len());
+    let empty = HashSet::new();
+    let hits = queries
+        .iter()
+        .enumerate()
+        .map(|(q, query)| {
+            let row_scores = index.scores(query);
+            let scores: Vec<f32> = corpus.id_row.iter().map(|&row| row_scores[row]).collect();
+            progress.update(q + 1);
+            top_k_of(&scores, k, exclusions.get(q).unwrap_or(&empty))
+        })
+        .collect();
+    progress.finish();
+    hits
 }
 
 impl DenseRetriever {

@@ -94,6 +94,7 @@ fn cranfield_ranks_and_scores_as_brights_code() {
     let golden = golden("bm25-cranfield.json");
     let result = beir::evaluate(
         &Retriever::Bm25(Bm25Params::default()),
+        None,
         "cranfield",
         BeirDataset::open(&data, "test").unwrap(),
         &reasonembed_models::Prompt::None,
@@ -136,7 +137,7 @@ fn the_bright_fixture_ranks_and_scores_as_brights_code() {
             instructions: InstructionSet::None,
             top_k: 1000,
         };
-        let result = evaluate_task(&retriever, &data, task, &options, &mut Silent).unwrap();
+        let result = evaluate_task(&retriever, None, &data, task, &options, &mut Silent).unwrap();
         compare(name, &result, expected, &mut agreement);
     }
     eprintln!("{agreement:?}");

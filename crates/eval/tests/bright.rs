@@ -146,7 +146,7 @@ fn the_protocol_reproduces_the_reference_on_the_fixture() {
     for (name, setting) in golden["settings"].as_object().unwrap() {
         let options = options(setting);
         for (task, expected) in setting["tasks"].as_object().unwrap() {
-            let result = evaluate_task(&retriever, &data, task, &options, &mut Silent).unwrap();
+            let result = evaluate_task(&retriever, None, &data, task, &options, &mut Silent).unwrap();
             assert_eq!(
                 result.evaluated_queries as u64,
                 expected["evaluated_queries"].as_u64().unwrap(),
@@ -176,6 +176,7 @@ fn the_protocol_reproduces_the_reference_on_the_fixture() {
     let counts = &golden["tasks"]["biology"];
     let bio = evaluate_task(
         &retriever,
+        None,
         &data,
         "biology",
         &options(&golden["settings"]["short"]),

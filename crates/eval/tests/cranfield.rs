@@ -38,6 +38,7 @@ fn cranfield_ndcg_matches_the_python_reference() {
     }));
     let result = beir::evaluate(
         &retriever,
+        None,
         "cranfield",
         BeirDataset::open(&data, "test").unwrap(),
         &reasonembed_models::Prompt::None,

@@ -14,6 +14,7 @@ pub mod config;
 mod error;
 pub mod llm;
 pub mod prompts;
+pub mod query_reasoning;
 pub mod report;
 pub mod run;
 pub mod runner;
@@ -53,6 +54,21 @@ pub fn build_llm(config: &LlmConfig) -> Result<Arc<dyn Llm>> {
             max_retries: config.max_retries,
             backoff: Duration::from_millis(config.backoff_ms),
         })?),
+    })
+}
+
+/// The identity key of the LLM a config names: everything that decides its
+/// answers besides prompt and sampling (backend, model, and for a local
+/// model the digest of its file's bytes; a server is trusted to serve what
+/// its model name says).
+pub fn llm_identity(config: &LlmConfig) -> Result<String> {
+    Ok(match config.backend {
+        Backend::Local => {
+            let path = reasonembed_models::source::resolve_llm(&config.model)?;
+            let digest = reasonembed_models::identity::files_fingerprint(&[path])?;
+            format!("local:{digest}")
+        }
+        Backend::Openai => format!("openai:{}", config.model),
     })
 }
 

@@ -75,13 +75,25 @@ pub fn run_jobs(
         run.audit.as_ref(),
         progress,
         parse,
+        Unfinished::Fail,
     )?;
     run.log_stats(&stats)?;
     Ok(stats)
 }
 
-#[allow(clippy::too_many_arguments)] // the private core of `run_jobs`
-fn call_all(
+/// What becomes of an answer cut off at `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unfinished {
+    /// A failed call, retried by the next run (ReMixer's stages: a prefix
+    /// would pass for a short query, a score or a "no").
+    Fail,
+    /// Parsed like any answer, and counted (query-time reasoning, as BRIGHT
+    /// keeps whatever its LLM wrote).
+    Keep,
+}
+
+#[allow(clippy::too_many_arguments)] // the crate-internal core of `run_jobs`
+pub(crate) fn call_all(
     stage: &str,
     llm: &dyn Llm,
     sampling: &Sampling,
@@ -90,6 +102,7 @@ fn call_all(
     audit: Option<&Audit>,
     progress: &mut dyn Progress,
     parse: &dyn Fn(&Job, &str) -> Record,
+    unfinished: Unfinished,
 ) -> Result<StageStats> {
     let already = store.done().count();
     progress.start(stage, already + jobs.len());
@@ -137,7 +150,7 @@ fn call_all(
         let receive = receive;
         for (finished, (i, answer, seconds)) in receive.iter().enumerate() {
             let job = &jobs[i];
-            let record = record_of(job, stage, llm.name(), &answer, seconds, parse, &mut stats);
+            let record = record_of(job, stage, llm.name(), &answer, seconds, parse, unfinished, &mut stats);
             if let Some(audit) = audit {
                 audit.write(stage, &job.id, &job.messages, &answer, seconds)?;
             }
@@ -157,6 +170,8 @@ fn call_all(
 /// prefix would pass for a short query, a q′, a score or a "no". It is not
 /// retried at once, as the same seed and limit would cut it again; the next
 /// run retries it, with a higher limit if the user follows the error.
+/// Under [`Unfinished::Keep`] it is parsed and marked `truncated`.
+#[allow(clippy::too_many_arguments)]
 fn record_of(
     job: &Job,
     stage: &str,
@@ -164,6 +179,7 @@ fn record_of(
     answer: &std::result::Result<Completion, LlmError>,
     seconds: f64,
     parse: &dyn Fn(&Job, &str) -> Record,
+    unfinished: Unfinished,
     stats: &mut StageStats,
 ) -> Record {
     let mut record = Record::new();
@@ -176,6 +192,10 @@ fn record_of(
             stats.completion_tokens += completion.completion_tokens;
             match completion.unfinished() {
                 None => record.extend(parse(job, &completion.text)),
+                Some(_) if unfinished == Unfinished::Keep => {
+                    record.extend(parse(job, &completion.text));
+                    record.insert("truncated".into(), Value::Bool(true));
+                }
                 Some(reason) => {
                     stats.failed += 1;
                     let error = format!(

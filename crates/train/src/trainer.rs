@@ -284,7 +284,7 @@ fn evaluate(
         doc_max_length: Some(cfg.passage_max_length),
     }));
     let split = &cfg.eval_split;
-    let result = reasonembed_eval::beir::evaluate(&retriever, split, set.clone(), &prompt, 1000, progress);
+    let result = reasonembed_eval::beir::evaluate(&retriever, None, split, set.clone(), &prompt, 1000, progress);
     let Retriever::Dense(dense) = retriever else {
         unreachable!("built as dense above")
     };

@@ -18,9 +18,10 @@ use reasonembed_eval::{beir, published};
 use reasonembed_models::{Embedder, Prompt};
 use reasonembed_search::bm25::Bm25Params;
 use reasonembed_search::cache::EmbeddingCache;
+use reasonembed_search::fusion::Fusion;
 use serde_json::json;
 
-use super::shared::ModelArgs;
+use super::shared::{ModelArgs, ReasonArgs, Reasoning};
 use crate::progress::Bars;
 
 /// Evaluate retrieval: metrics on TREC files, or a model on BRIGHT or a BEIR collection.
@@ -121,6 +122,12 @@ struct RunArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Dense and BM25 fused: rrf[:K] (reciprocal-rank fusion, K 60), minmax[:W] or zscore[:W]
+    /// (normalised scores, W the dense weight, 0.5). Each side keeps its best --top-k first.
+    #[arg(long, value_name = "FUSION", value_parser = Fusion::parse)]
+    hybrid: Option<Fusion>,
+    #[command(flatten)]
+    reason: ReasonArgs,
 }
 
 /// Evaluate on BRIGHT with its official protocol (nDCG@10 per task and averaged).
@@ -235,6 +242,9 @@ fn retriever(args: &RunArgs) -> Result<Retriever> {
         bail!("--top-k and --batch-size must be at least 1");
     }
     if args.model.model == "bm25" {
+        if args.hybrid.is_some() {
+            bail!("--hybrid fuses a dense model with BM25: give the dense model with --model");
+        }
         return Ok(Retriever::Bm25(Bm25Params::default()));
     }
     let embedder = Embedder::from_spec(&args.model.model, args.model.options()?)
@@ -244,20 +254,35 @@ fn retriever(args: &RunArgs) -> Result<Retriever> {
     } else {
         EmbeddingCache::new(reasonembed_models::source::cache_dir().join("embeddings"))
     };
-    Ok(Retriever::Dense(Box::new(DenseRetriever {
+    let dense = Box::new(DenseRetriever {
         embedder,
         cache,
         batch_size: args.batch_size,
         query_max_length: args.query_max_length,
         doc_max_length: args.doc_max_length,
-    })))
+    });
+    Ok(match args.hybrid {
+        Some(fusion) => Retriever::Hybrid {
+            dense,
+            bm25: Bm25Params::default(),
+            fusion,
+        },
+        None => Retriever::Dense(dense),
+    })
 }
 
+/// The results folder: --out, else one per benchmark, model, fusion and
+/// reasoning setting, so that no run overwrites another setting's results.
 fn out_dir(args: &RunArgs, benchmark: &str) -> PathBuf {
     args.out.clone().unwrap_or_else(|| {
-        let slug: String = args
-            .model
-            .model
+        let mut name = args.model.model.clone();
+        if let Some(fusion) = args.hybrid {
+            name.push_str(&format!("-hybrid-{fusion}"));
+        }
+        if args.reason.reason {
+            name.push_str(&format!("-reason-{}", args.reason.llm_model));
+        }
+        let slug: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
             .collect();
@@ -293,9 +318,18 @@ fn bright(args: BrightArgs) -> Result<()> {
         top_k: args.run.top_k,
     };
     let retriever = retriever(&args.run)?;
+    let reasoner = args.run.reason.reasoner()?.map(Reasoning);
     let dataset = json!({ "name": "BRIGHT", "source": root.display().to_string(), "revision": revision });
     let mut bars = Bars::new(args.run.quiet);
-    let report = bright::evaluate(&retriever, &data, &options, &args.run.model.model, dataset, &mut bars)?;
+    let report = bright::evaluate(
+        &retriever,
+        reasoner.as_ref().map(|r| r as _),
+        &data,
+        &options,
+        &args.run.model.model,
+        dataset,
+        &mut bars,
+    )?;
     finish(&report, &args.run, "bright")?;
     if let Some(name) = &args.compare {
         let rows = published::find(name);
@@ -325,9 +359,17 @@ fn beir_eval(args: BeirArgs) -> Result<()> {
         top_k: args.run.top_k,
     };
     let retriever = retriever(&args.run)?;
+    let reasoner = args.run.reason.reasoner()?.map(Reasoning);
     let prompt = Prompt::from_flags(args.instruction.as_deref(), args.prompt_name.as_deref());
     let mut bars = Bars::new(args.run.quiet);
-    let report = beir::report(&retriever, &args.run.model.model, task, &prompt, &mut bars)?;
+    let report = beir::report(
+        &retriever,
+        reasoner.as_ref().map(|r| r as _),
+        &args.run.model.model,
+        task,
+        &prompt,
+        &mut bars,
+    )?;
     for (k, v) in &report.tasks[0].metrics {
         println!("{k:<22}\t{v:.4}");
     }

@@ -1,9 +1,14 @@
-//! Flags shared by every command that loads an embedding model.
+//! Flags shared by every command that loads an embedding model, or the LLM
+//! that reasons about queries.
 
 use anyhow::Result;
 use clap::ValueEnum;
+use reasonembed_data::Progress;
+use reasonembed_eval::retriever::QueryRewriter;
 use reasonembed_models::device::{parse_device, parse_dtype};
 use reasonembed_models::{Attention, EmbedderOptions, EosPolicy, PaddingSide, Pooling};
+use reasonembed_synth::config::{Backend, LlmConfig};
+use reasonembed_synth::query_reasoning::{Augment, QueryReasoner, bright_sampling};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -123,5 +128,84 @@ impl ModelArgs {
             adapter: self.adapter.clone(),
             ..Default::default()
         })
+    }
+}
+
+/// Query-time reasoning: an LLM reasons about each query (BRIGHT's reasoning
+/// prompt) and its answer is what gets retrieved with.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReasonArgs {
+    /// Let an LLM reason about each query first; its answer replaces the query, as in BRIGHT's
+    /// reasoning-query configs. Answers are cached and a killed run resumes.
+    #[arg(long)]
+    pub reason: bool,
+    /// The reasoning LLM: a .gguf file or a built-in LLM (smollm2) run embedded, or with
+    /// --llm-url the model name the server serves.
+    #[arg(long, value_name = "MODEL", default_value = reasonembed_models::source::DEFAULT_LLM)]
+    pub llm_model: String,
+    /// An OpenAI-compatible server (…/v1) for the reasoning LLM instead of the embedded one.
+    #[arg(long, value_name = "URL")]
+    pub llm_url: Option<String>,
+    /// The environment variable holding the server's API key.
+    #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]
+    pub llm_api_key_env: String,
+    /// Longest reasoning, in tokens (BRIGHT: 2048); a longer one is cut there and still used.
+    #[arg(long, value_name = "N", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reason_max_tokens: u64,
+    /// What replaces the query: the reasoning alone (BRIGHT), or the query followed by it.
+    #[arg(long, value_enum, default_value_t = AugmentArg::Reasoning)]
+    pub reason_augment: AugmentArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum AugmentArg {
+    Reasoning,
+    QueryAndReasoning,
+}
+
+impl ReasonArgs {
+    /// The reasoner these flags ask for (none without --reason); loads the LLM.
+    pub fn reasoner(&self) -> Result<Option<QueryReasoner>> {
+        if !self.reason {
+            return Ok(None);
+        }
+        let config = LlmConfig {
+            backend: if self.llm_url.is_some() {
+                Backend::Openai
+            } else {
+                Backend::Local
+            },
+            model: self.llm_model.clone(),
+            base_urls: self.llm_url.iter().cloned().collect(),
+            api_key_env: self.llm_api_key_env.clone(),
+            ..LlmConfig::default()
+        };
+        let identity = reasonembed_synth::llm_identity(&config)?;
+        let llm = reasonembed_synth::build_llm(&config)?;
+        let augment = match self.reason_augment {
+            AugmentArg::Reasoning => Augment::Reasoning,
+            AugmentArg::QueryAndReasoning => Augment::QueryAndReasoning,
+        };
+        let max_tokens = usize::try_from(self.reason_max_tokens).unwrap_or(usize::MAX);
+        Ok(Some(QueryReasoner::new(
+            llm,
+            identity,
+            bright_sampling(max_tokens),
+            augment,
+            &reasonembed_models::source::cache_dir().join("reasoning"),
+        )))
+    }
+}
+
+/// The reasoner as the evaluator's query rewriter.
+pub struct Reasoning(pub QueryReasoner);
+
+impl QueryRewriter for Reasoning {
+    fn rewrite(&self, queries: &[String], progress: &mut dyn Progress) -> Result<Vec<String>, String> {
+        self.0.reason(queries, progress).map_err(|e| e.to_string())
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        self.0.describe()
     }
 }

@@ -1,0 +1,202 @@
+//! Query-time reasoning: an LLM reasons about each query before retrieval,
+//! and its answer is the query that gets embedded (or scored by BM25).
+//!
+//! Built the way BRIGHT builds its `*_reason` query configs (`reason.py`): the
+//! query with newlines made spaces, then BRIGHT's three-step instruction
+//! ([`crate::prompts::REASON`]), temperature 0.8, top-p 0.8, and the LLM's
+//! whole answer (a leading `<think>` block dropped) replaces the query. An
+//! answer cut off at `max_tokens` is kept, as BRIGHT keeps whatever its LLM
+//! wrote, and counted. [`Augment::QueryAndReasoning`] keeps the original query
+//! in front of the reasoning instead.
+//!
+//! Answers are cached on disk, one append-only file per (LLM identity, prompt,
+//! sampling): each answer is appended as it arrives, so a killed run resumes
+//! where it stopped, and a failed call is retried by the next run.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use reasonembed_data::Progress;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::llm::{Llm, LlmError, Message, Sampling};
+use crate::prompts::{REASON, fill};
+use crate::runner::{Job, Unfinished, call_all};
+use crate::stages::{fields, text_answer};
+use crate::store::StageFile;
+
+/// What the retriever gets for a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Augment {
+    /// The LLM's reasoning alone (BRIGHT's reasoning-query configs).
+    Reasoning,
+    /// The original query, a blank line, then the reasoning.
+    QueryAndReasoning,
+}
+
+/// BRIGHT's sampling for its reasoning queries.
+pub fn bright_sampling(max_tokens: usize) -> Sampling {
+    Sampling {
+        temperature: 0.8,
+        top_p: Some(0.8),
+        top_k: None,
+        max_tokens,
+        prefill: None,
+    }
+}
+
+/// Counts a report records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReasoningCounts {
+    pub queries: usize,
+    /// Answered from the cache of an earlier run.
+    pub cached: usize,
+    /// Answered by the LLM in this run.
+    pub generated: usize,
+    /// Answers cut off at `max_tokens` (kept).
+    pub truncated: usize,
+    /// Empty answers: the original query is used for these.
+    pub empty: usize,
+}
+
+pub struct QueryReasoner {
+    llm: Arc<dyn Llm>,
+    /// Everything that decides the LLM's answers besides the prompt and
+    /// sampling: backend, model, and for a local file its bytes' digest.
+    llm_identity: String,
+    prompt: String,
+    sampling: Sampling,
+    augment: Augment,
+    cache: PathBuf,
+    counts: Mutex<ReasoningCounts>,
+}
+
+impl QueryReasoner {
+    /// A reasoner answering with `llm` (whose identity key is
+    /// `llm_identity`), caching under `cache_dir`.
+    pub fn new(
+        llm: Arc<dyn Llm>,
+        llm_identity: String,
+        sampling: Sampling,
+        augment: Augment,
+        cache_dir: &Path,
+    ) -> Self {
+        let prompt = REASON.to_string();
+        let key = hex::encode(Sha256::digest(
+            json!({
+                "llm": llm_identity,
+                "prompt": prompt,
+                "sampling": sampling,
+                "version": 1,
+            })
+            .to_string(),
+        ));
+        Self {
+            llm,
+            llm_identity,
+            prompt,
+            sampling,
+            augment,
+            cache: cache_dir.join(format!("{key}.jsonl")),
+            counts: Mutex::default(),
+        }
+    }
+
+    /// What a report records: the LLM, the prompt, the sampling, the cache
+    /// file and the counts so far.
+    pub fn describe(&self) -> serde_json::Value {
+        json!({
+            "llm": self.llm.name(),
+            "llm_identity": self.llm_identity,
+            "prompt": self.prompt,
+            "sampling": self.sampling,
+            "augment": self.augment,
+            "cache": self.cache.display().to_string(),
+            "counts": *self.counts.lock().unwrap_or_else(|e| e.into_inner()),
+        })
+    }
+
+    /// The reasoning-augmented form of every query, in order.
+    pub fn reason(&self, queries: &[String], progress: &mut dyn Progress) -> Result<Vec<String>> {
+        let mut store = StageFile::open(&self.cache)?;
+        let ids: Vec<String> = queries.iter().map(|q| query_id(q)).collect();
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut cached = 0;
+        for (query, id) in queries.iter().zip(&ids) {
+            if store.is_done(id) {
+                cached += 1;
+            } else if !jobs.iter().any(|j| &j.id == id) {
+                jobs.push(self.job(query, id));
+            }
+        }
+        let generated = jobs.len();
+        let stats = call_all(
+            "reasoning",
+            self.llm.as_ref(),
+            &self.sampling,
+            jobs,
+            &mut store,
+            None,
+            progress,
+            &|_, answer| text_answer("reasoning", answer),
+            Unfinished::Keep,
+        )?;
+        if stats.failed > 0 {
+            let first = ids
+                .iter()
+                .filter_map(|id| store.get(id))
+                .find_map(|r| r.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_default();
+            return Err(Error::Llm(LlmError::Permanent(format!(
+                "{} of {generated} query reasonings failed (first: {first}); the {} answered are cached in {}: run again to retry the rest",
+                stats.failed,
+                generated - stats.failed,
+                self.cache.display()
+            ))));
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.queries += queries.len();
+        counts.cached += cached;
+        counts.generated += generated;
+        queries
+            .iter()
+            .zip(&ids)
+            .map(|(query, id)| {
+                let record = store.get(id).expect("every query answered above");
+                counts.truncated += usize::from(record.get("truncated").is_some_and(|t| t == true));
+                let reasoning = record.get("reasoning").and_then(|r| r.as_str()).unwrap_or("");
+                Ok(self.augmented(query, reasoning, &mut counts))
+            })
+            .collect()
+    }
+
+    fn job(&self, query: &str, id: &str) -> Job {
+        let one_line = query.replace('\n', " ");
+        Job {
+            id: id.into(),
+            messages: vec![Message::user(fill(&self.prompt, &[("query", &one_line)]))],
+            seed: u64::from_le_bytes(Sha256::digest(id.as_bytes())[..8].try_into().expect("8 bytes")),
+            fields: fields([("query", json!(query))]),
+        }
+    }
+
+    fn augmented(&self, query: &str, reasoning: &str, counts: &mut ReasoningCounts) -> String {
+        if reasoning.is_empty() {
+            counts.empty += 1;
+            return query.to_string();
+        }
+        match self.augment {
+            Augment::Reasoning => reasoning.to_string(),
+            Augment::QueryAndReasoning => format!("{query}\n\n{reasoning}"),
+        }
+    }
+}
+
+/// A query's key in the cache: the digest of its exact text.
+fn query_id(query: &str) -> String {
+    hex::encode(Sha256::digest(query.as_bytes()))
+}
