@@ -422,3 +422,89 @@ fn eval_bm25_reproduces_brights_own_code() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_matches_bm25_golden(&beir_out, 0, "cranfield", &golden["collections"]["cranfield"]);
 }
+
+/// `eval bright` into `dir/<name>` with `extra` flags on the fixture's two tasks.
+fn bright_fixture_run(dir: &std::path::Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out_dir = dir.join(name);
+    let mut args = vec![
+        "eval",
+        "bright",
+        "--data",
+        "fixtures/bright-hub",
+        "--tasks",
+        "biology,leetcode",
+        "--top-k",
+        "15",
+        "--no-cache",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = reasonembed(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out_dir
+}
+
+/// The hybrid run is the fusion of the dense run (with the instruction set)
+/// and BM25's (raw queries), both after exclusions: every fused score is what
+/// the fusion gives the two runs, best first, the best 15 kept.
+#[test]
+fn eval_hybrid_fuses_the_dense_and_bm25_runs() {
+    use reasonembed_search::fusion::Fusion;
+    use reasonembed_search::topk::Hit;
+    let dir = tempfile::tempdir().unwrap();
+    let dense = bright_fixture_run(dir.path(), "dense", &[]);
+    let bm25 = bright_fixture_run(dir.path(), "bm25", &["--model", "bm25"]);
+    for spec in ["rrf:60", "zscore:0.7"] {
+        let hybrid = bright_fixture_run(dir.path(), spec, &["--hybrid", spec]);
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(hybrid.join("results.json")).unwrap()).unwrap();
+        assert_eq!(results["model"]["fusion"], spec);
+        let fusion = Fusion::parse(spec).unwrap();
+        for task in ["biology", "leetcode"] {
+            let file = format!("runs/{task}.trec");
+            let (d, s, h) = (
+                read_trec_run(&dense.join(&file)),
+                read_trec_run(&bm25.join(&file)),
+                read_trec_run(&hybrid.join(&file)),
+            );
+            assert!(!h.is_empty());
+            for (qid, fused) in &h {
+                // Documents numbered in order of appearance; the fusion only needs them distinct.
+                let mut ids: Vec<String> = Vec::new();
+                let mut hits = |list: &[(String, f64)]| -> Vec<Hit> {
+                    list.iter()
+                        .map(|(doc, score)| {
+                            let index = ids.iter().position(|d| d == doc).unwrap_or_else(|| {
+                                ids.push(doc.clone());
+                                ids.len() - 1
+                            });
+                            Hit {
+                                index: index as u32,
+                                score: *score as f32,
+                            }
+                        })
+                        .collect()
+                };
+                let (dh, sh) = (hits(&d[qid]), hits(&s[qid]));
+                let expected: std::collections::HashMap<&str, f64> = fusion
+                    .fuse(&dh, &sh, usize::MAX)
+                    .into_iter()
+                    .map(|(i, score)| (ids[i as usize].as_str(), score))
+                    .collect();
+                assert_eq!(fused.len(), 15.min(expected.len()), "{spec} {task} {qid}");
+                let mut all: Vec<f64> = expected.values().copied().collect();
+                all.sort_by(|a, b| b.total_cmp(a));
+                for (rank, (doc, score)) in fused.iter().enumerate() {
+                    assert_eq!(expected[doc.as_str()], *score, "{spec} {task} {qid} {doc}");
+                    assert_eq!(all[rank], *score, "{spec} {task} {qid}: rank {rank}");
+                }
+            }
+        }
+    }
+    let bad = reasonembed(&["eval", "beir", "--model", "bm25", "--hybrid", "rrf", "--data", "x"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--hybrid fuses a dense model with BM25"));
+    let nan = reasonembed(&["eval", "beir", "--hybrid", "minmax:NaN", "--data", "x"]);
+    assert!(String::from_utf8_lossy(&nan.stderr).contains("the dense weight must be in [0, 1]"));
+}

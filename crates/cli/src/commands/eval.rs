@@ -236,15 +236,20 @@ fn trec_eval(args: TrecArgs) -> Result<()> {
     Ok(())
 }
 
-/// The retriever `--model` asks for.
-fn retriever(args: &RunArgs) -> Result<Retriever> {
+/// Refuses flags that cannot go together, before any data or model is read.
+fn check(args: &RunArgs) -> Result<()> {
     if args.top_k == 0 || args.batch_size == 0 {
         bail!("--top-k and --batch-size must be at least 1");
     }
+    if args.model.model == "bm25" && args.hybrid.is_some() {
+        bail!("--hybrid fuses a dense model with BM25: give the dense model with --model");
+    }
+    Ok(())
+}
+
+/// The retriever `--model` asks for.
+fn retriever(args: &RunArgs) -> Result<Retriever> {
     if args.model.model == "bm25" {
-        if args.hybrid.is_some() {
-            bail!("--hybrid fuses a dense model with BM25: give the dense model with --model");
-        }
         return Ok(Retriever::Bm25(Bm25Params::default()));
     }
     let embedder = Embedder::from_spec(&args.model.model, args.model.options()?)
@@ -291,6 +296,7 @@ fn out_dir(args: &RunArgs, benchmark: &str) -> PathBuf {
 }
 
 fn bright(args: BrightArgs) -> Result<()> {
+    check(&args.run)?;
     let (root, revision) = match (&args.data, &args.revision) {
         (Some(dir), _) => (dir.clone(), None),
         (None, Some(rev)) => {
@@ -344,6 +350,7 @@ fn bright(args: BrightArgs) -> Result<()> {
 }
 
 fn beir_eval(args: BeirArgs) -> Result<()> {
+    check(&args.run)?;
     let (dataset, source) = match (&args.data, &args.corpus, &args.queries, &args.qrels) {
         (Some(dir), ..) => (BeirDataset::open(dir, &args.split)?, dir.clone()),
         (None, Some(c), Some(q), Some(r)) => (BeirDataset::from_files(c, q, r)?, c.clone()),
