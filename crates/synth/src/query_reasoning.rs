@@ -200,3 +200,121 @@ impl QueryReasoner {
 fn query_id(query: &str) -> String {
     hex::encode(Sha256::digest(query.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::llm::{Completion, Request};
+
+    /// A fake LLM (unit tests only): answers "about <query>", cut off when
+    /// the query says "long", fails when it says "fail", empty for "blank";
+    /// counts its calls.
+    struct FakeLlm {
+        calls: AtomicUsize,
+    }
+
+    impl Llm for FakeLlm {
+        fn name(&self) -> &str {
+            "fake"
+        }
+
+        fn concurrency(&self) -> usize {
+            2
+        }
+
+        fn chat(&self, request: &Request) -> std::result::Result<Completion, LlmError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let prompt = &request.messages[0].content;
+            let query = prompt.split("\n\nInstructions:").next().unwrap();
+            if query.contains("fail") {
+                return Err(LlmError::Permanent("the fake refuses".into()));
+            }
+            let text = if query.contains("blank") {
+                String::new()
+            } else {
+                format!("<think>hm</think>about {query}")
+            };
+            Ok(Completion {
+                text,
+                truncated: query.contains("long"),
+                ..Default::default()
+            })
+        }
+    }
+
+    struct Silent;
+    impl Progress for Silent {
+        fn start(&mut self, _: &str, _: usize) {}
+        fn update(&mut self, _: usize) {}
+        fn finish(&mut self) {}
+    }
+
+    fn reasoner(llm: &Arc<FakeLlm>, dir: &Path, augment: Augment) -> QueryReasoner {
+        QueryReasoner::new(llm.clone(), "fake:1".into(), bright_sampling(16), augment, dir)
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn answers_replace_queries_and_are_cached_once_per_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let llm = Arc::new(FakeLlm {
+            calls: AtomicUsize::new(0),
+        });
+        let r = reasoner(&llm, dir.path(), Augment::Reasoning);
+        let queries = strings(&["a\nb", "long c", "a\nb", "blank"]);
+        let out = r.reason(&queries, &mut Silent).unwrap();
+        // BRIGHT's prompt gets the query on one line; a leading think block is dropped.
+        assert_eq!(out, strings(&["about a b", "about long c", "about a b", "blank"]));
+        assert_eq!(llm.calls.load(Ordering::SeqCst), 3, "a repeated query is asked once");
+        let counts = r.describe()["counts"].clone();
+        assert_eq!(counts["truncated"], 1);
+        assert_eq!(counts["empty"], 1);
+        // Another run (another process) answers from the file alone.
+        let again = reasoner(&llm, dir.path(), Augment::QueryAndReasoning);
+        let out = again.reason(&queries[..2], &mut Silent).unwrap();
+        assert_eq!(out, strings(&["a\nb\n\nabout a b", "long c\n\nabout long c"]));
+        assert_eq!(llm.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(again.describe()["counts"]["cached"], 2);
+        // Other sampling is another cache.
+        let other = QueryReasoner::new(
+            llm.clone(),
+            "fake:1".into(),
+            bright_sampling(17),
+            Augment::Reasoning,
+            dir.path(),
+        );
+        other.reason(&queries[..1], &mut Silent).unwrap();
+        assert_eq!(llm.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn failed_calls_fail_the_run_keep_the_rest_and_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let llm = Arc::new(FakeLlm {
+            calls: AtomicUsize::new(0),
+        });
+        let r = reasoner(&llm, dir.path(), Augment::Reasoning);
+        let err = r
+            .reason(&strings(&["ok", "fail"]), &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 of 2 query reasonings failed") && err.contains("the fake refuses"),
+            "{err}"
+        );
+        let err = r
+            .reason(&strings(&["ok", "fail"]), &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 of 1 query reasonings failed"),
+            "the answered one is cached: {err}"
+        );
+        assert_eq!(llm.calls.load(Ordering::SeqCst), 3);
+    }
+}
