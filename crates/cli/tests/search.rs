@@ -229,3 +229,91 @@ fn a_killed_first_build_resumes() {
         "the resumable cache is dropped once the index is in place"
     );
 }
+
+/// `search --json` with extra flags: the hits of the one query.
+fn search_with(corpus: &Path, index: &Path, query: &str, extra: &[&str]) -> (String, Vec<serde_json::Value>) {
+    let model = repo_root().join("fixtures/models/tiny-bert");
+    let out = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(["search", "--json", "-k", "4", "--passage-words", "30", "--model"])
+        .arg(model)
+        .arg("--corpus")
+        .arg(corpus)
+        .arg("--index")
+        .arg(index)
+        .args(extra)
+        .arg(query)
+        .output()
+        .unwrap();
+    (summary(&out), hits(&out))
+}
+
+fn texts(hits: &[serde_json::Value]) -> Vec<String> {
+    hits.iter().map(|h| h["text"].as_str().unwrap().to_string()).collect()
+}
+
+/// Hybrid search over the folder index: at weight 0 it is BM25 over the
+/// passages (the library's BM25 on the same texts), at weight 1 the dense
+/// search; BM25 terms are stored with the passages, so an index of an older
+/// version gains them without embedding anything again.
+#[test]
+fn hybrid_search_fuses_bm25_kept_beside_the_vectors() {
+    use reasonembed_search::bm25::{Bm25Index, Bm25Params};
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, index) = (dir.path().join("notes"), dir.path().join("index"));
+    std::fs::create_dir_all(&corpus).unwrap();
+    let files = [
+        (
+            "a.md",
+            "the nasal cycle alternates airflow between the nostrils every few hours",
+        ),
+        (
+            "b.txt",
+            "insects are attracted to artificial light at night, a phototaxis puzzle",
+        ),
+        (
+            "c.txt",
+            "gradient descent with momentum converges faster on ill-conditioned problems",
+        ),
+        (
+            "d.txt",
+            "moths circle street lamps because they keep the light at a fixed angle",
+        ),
+        (
+            "e.txt",
+            "airflow over a wing creates lift; the nasal passage warms the air",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(corpus.join(name), text).unwrap();
+    }
+    let query = "why do moths fly around light";
+    let (built, dense) = search_with(&corpus, &index, query, &[]);
+    assert!(built.contains("5 passages embedded"), "{built}");
+    let (_, dense_only) = search_with(&corpus, &index, query, &["--hybrid", "minmax:1"]);
+    assert_eq!(texts(&dense_only), texts(&dense));
+
+    let (summary, bm25_only) = search_with(&corpus, &index, query, &["--hybrid", "minmax:0"]);
+    assert!(summary.contains("0 passages embedded"), "{summary}");
+    let docs: Vec<&str> = files.iter().map(|f| f.1).collect();
+    let scores = Bm25Index::build(&docs, Bm25Params::default()).scores(query);
+    let mut expected: Vec<(f32, &str)> = scores.into_iter().zip(docs).collect();
+    expected.sort_by(|a, b| b.0.total_cmp(&a.0));
+    assert_eq!(texts(&bm25_only)[..2], [expected[0].1, expected[1].1]);
+
+    // An index written before passages kept terms: upgraded in place, nothing re-embedded.
+    let manifest = index.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for source in m["sources"].as_array_mut().unwrap() {
+        for p in source["passages"].as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("terms");
+        }
+    }
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let (summary, again) = search_with(&corpus, &index, query, &["--hybrid", "rrf"]);
+    assert!(summary.contains("0 passages embedded"), "{summary}");
+    let upgraded = std::fs::read_to_string(&manifest).unwrap();
+    assert!(upgraded.contains("\"terms\""));
+    let (_, rrf) = search_with(&corpus, &index, query, &["--hybrid", "rrf"]);
+    assert_eq!(texts(&again), texts(&rrf));
+    assert!(texts(&rrf).iter().any(|t| t.contains("moths")));
+}

@@ -13,6 +13,11 @@
 //! in place. Damaged vectors (a truncated file, a row count that does not
 //! match the manifest, a non-finite value) are detected and rebuilt.
 //! The corpus is read by `reasonembed_data::sources`.
+//!
+//! Beside the vectors the manifest keeps each passage's BM25 terms (the
+//! analysed text), so hybrid search needs no second pass over the corpus and
+//! an update analyses only new and changed sources; the BM25 statistics are
+//! gathered from the stored terms when the index is first searched with BM25.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,10 +28,12 @@ use reasonembed_models::{Embedder, EncodeOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::bm25::{Bm25Index, Bm25Params, analyze};
 use crate::cache::EmbeddingCache;
 use crate::error::{Error, Result, io};
+use crate::fusion::Fusion;
 use crate::passages::split;
-use crate::topk::{Hit, search};
+use crate::topk::{Hit, search, top_k_of};
 use reasonembed_data::Progress;
 
 const MANIFEST: &str = "manifest.json";
@@ -39,6 +46,10 @@ const VERSION: u32 = 2;
 pub struct StoredPassage {
     pub line: usize,
     pub text: String,
+    /// The passage as BM25 analyses it (absent in indexes of older versions:
+    /// filled in by the next update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<Vec<String>>,
 }
 
 /// A file of a folder corpus, or a document of a JSONL corpus.
@@ -93,7 +104,21 @@ pub struct PassageIndex {
     embeddings: Vec<f32>,
     /// (source, passage) of each embedding row.
     rows: Vec<(usize, usize)>,
+    /// Built from the stored terms on the first BM25 search.
+    bm25: std::sync::OnceLock<Bm25Index>,
 }
+
+/// How a query is matched against the index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Retrieval {
+    /// Inner product with the passage vectors.
+    Dense,
+    /// Dense and BM25 lists, each [`FUSION_DEPTH`] deep (or k if more), fused.
+    Hybrid(Fusion),
+}
+
+/// How deep each list of a hybrid search goes before fusion.
+pub const FUSION_DEPTH: usize = 100;
 
 impl PassageIndex {
     /// Opens the index in `dir` and brings it up to date with `corpus`.
@@ -153,10 +178,13 @@ impl PassageIndex {
         let mut sources = Vec::with_capacity(current.len());
         let mut pending: Vec<(usize, usize)> = Vec::new(); // (source, passage) to embed
         let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(current.len());
+        // An index written before passages kept their BM25 terms.
+        let mut upgraded = false;
         for (name, text) in current {
             let sha = hex::encode(Sha256::digest(text.as_bytes()));
             match reusable.remove(&(name.clone(), sha.clone())) {
-                Some((passages, v)) => {
+                Some((mut passages, v)) => {
+                    upgraded |= fill_terms(&mut passages);
                     vectors.push(Some(v.to_vec()));
                     sources.push(Source {
                         name,
@@ -169,6 +197,7 @@ impl PassageIndex {
                         .into_iter()
                         .map(|p| StoredPassage {
                             line: p.line,
+                            terms: Some(analyze(&p.text)),
                             text: p.text,
                         })
                         .collect();
@@ -191,7 +220,7 @@ impl PassageIndex {
             .count();
         stats.passages = sources.iter().map(|s| s.passages.len()).sum();
 
-        let changed = stats.added_or_changed > 0 || stats.removed > 0 || old_manifest.is_none();
+        let changed = stats.added_or_changed > 0 || stats.removed > 0 || old_manifest.is_none() || upgraded;
         let texts: Vec<&str> = pending
             .iter()
             .map(|&(s, p)| sources[s].passages[p].text.as_str())
@@ -263,6 +292,7 @@ impl PassageIndex {
             manifest,
             embeddings,
             rows,
+            bm25: std::sync::OnceLock::new(),
         }
     }
 
@@ -293,10 +323,65 @@ impl PassageIndex {
 
     /// The `k` passages closest to each query vector.
     pub fn search(&self, queries: &[f32], k: usize) -> Vec<Vec<SearchHit>> {
-        search(queries, &self.embeddings, self.manifest.dim, k, &[])
-            .into_iter()
-            .map(|hits| hits.into_iter().map(|h| self.hit(h)).collect())
-            .collect()
+        self.search_with(queries, &[], k, Retrieval::Dense)
+    }
+
+    /// The best `k` passages for each query: its vector (one per row of
+    /// `vectors`) and, for a hybrid search, its text for BM25.
+    pub fn search_with(
+        &self,
+        vectors: &[f32],
+        texts: &[String],
+        k: usize,
+        retrieval: Retrieval,
+    ) -> Vec<Vec<SearchHit>> {
+        let dim = self.manifest.dim;
+        match retrieval {
+            Retrieval::Dense => search(vectors, &self.embeddings, dim, k, &[])
+                .into_iter()
+                .map(|hits| hits.into_iter().map(|h| self.hit(h)).collect())
+                .collect(),
+            Retrieval::Hybrid(fusion) => {
+                let depth = k.max(FUSION_DEPTH);
+                let dense = search(vectors, &self.embeddings, dim, depth, &[]);
+                let bm25 = self.bm25();
+                let none = std::collections::HashSet::new();
+                dense
+                    .iter()
+                    .zip(texts)
+                    .map(|(dense, text)| {
+                        let sparse = top_k_of(&bm25.scores(text), depth, &none);
+                        fusion
+                            .fuse(dense, &sparse, k)
+                            .into_iter()
+                            .map(|(index, score)| {
+                                self.hit(Hit {
+                                    index,
+                                    score: score as f32,
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn bm25(&self) -> &Bm25Index {
+        self.bm25.get_or_init(|| {
+            let docs: Vec<std::borrow::Cow<[String]>> = self
+                .rows
+                .iter()
+                .map(|&(s, p)| {
+                    let passage = &self.manifest.sources[s].passages[p];
+                    match &passage.terms {
+                        Some(terms) => std::borrow::Cow::Borrowed(terms.as_slice()),
+                        None => std::borrow::Cow::Owned(analyze(&passage.text)),
+                    }
+                })
+                .collect();
+            Bm25Index::from_analysed(&docs, Bm25Params::default())
+        })
     }
 
     fn hit(&self, hit: Hit) -> SearchHit {
@@ -309,6 +394,16 @@ impl PassageIndex {
             text: source.passages[p].text.clone(),
         }
     }
+}
+
+/// Analyses the passages that have no BM25 terms yet; whether there were any.
+fn fill_terms(passages: &mut [StoredPassage]) -> bool {
+    let mut filled = false;
+    for p in passages.iter_mut().filter(|p| p.terms.is_none()) {
+        p.terms = Some(analyze(&p.text));
+        filled = true;
+    }
+    filled
 }
 
 /// The embedder's settings (for people) and its identity key (for checks:

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use reasonembed_models::{Embedder, EncodeOptions, Prompt};
-use reasonembed_search::index::PassageIndex;
+use reasonembed_search::fusion::Fusion;
+use reasonembed_search::index::{PassageIndex, Retrieval};
 use sha2::{Digest, Sha256};
 
-use super::shared::ModelArgs;
+use super::shared::{ModelArgs, ReasonArgs};
 use crate::progress::Bars;
 
 /// Search a folder of text/Markdown files (or a .jsonl corpus) with an embedding model.
@@ -54,6 +55,15 @@ pub struct Args {
     /// Texts per forward pass while indexing.
     #[arg(short, long, default_value_t = 32)]
     pub batch_size: usize,
+
+    /// Dense and BM25 fused: rrf[:K] (reciprocal-rank fusion, K 60), minmax[:W] or zscore[:W]
+    /// (normalised scores, W the dense weight, 0.5). The index keeps BM25 terms beside its
+    /// vectors; each side's best 100 (or -k if more) are fused.
+    #[arg(long, value_name = "FUSION", value_parser = Fusion::parse)]
+    pub hybrid: Option<Fusion>,
+
+    #[command(flatten)]
+    pub reason: ReasonArgs,
 
     /// Print JSON (one object per query) instead of text.
     #[arg(long)]
@@ -116,14 +126,28 @@ pub fn run(args: Args) -> Result<()> {
     if index.is_empty() {
         bail!("{}: no text to search", args.corpus.display());
     }
-    let refs: Vec<&str> = args.queries.iter().map(String::as_str).collect();
+    // What is retrieved with: each query, or an LLM's reasoning about it.
+    let texts = match args.reason.reasoner()? {
+        Some(reasoner) => reasoner.reason(&args.queries, &mut bars)?,
+        None => args.queries.clone(),
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = embedder.encode(&refs, &query_options, |_, _| {})?;
-    for (query, hits) in args.queries.iter().zip(index.search(&vectors.data, args.top_k)) {
+    let retrieval = args.hybrid.map_or(Retrieval::Dense, Retrieval::Hybrid);
+    let results = index.search_with(&vectors.data, &texts, args.top_k, retrieval);
+    for ((query, text), hits) in args.queries.iter().zip(&texts).zip(results) {
+        let reasoned = args.reason.reason.then_some(text);
         if args.json {
-            println!("{}", serde_json::json!({ "query": query, "hits": hits }));
+            println!(
+                "{}",
+                serde_json::json!({ "query": query, "reasoned_query": reasoned, "hits": hits })
+            );
             continue;
         }
         println!("\n{query}");
+        if let Some(text) = reasoned {
+            println!("     reasoned: {}", snippet(text, 200));
+        }
         for (rank, hit) in hits.iter().enumerate() {
             println!("{:>3}. {:.4}  {}:{}", rank + 1, hit.score, hit.source, hit.line);
             println!("     {}", snippet(&hit.text, 200));

@@ -52,56 +52,21 @@ pub struct Bm25Index {
 
 impl Bm25Index {
     pub fn build(docs: &[&str], params: Bm25Params) -> Self {
-        let mut vocab: HashMap<String, u32> = HashMap::new();
-        let mut doc_terms: Vec<Vec<(u32, u32)>> = Vec::with_capacity(docs.len());
-        let mut lengths = Vec::with_capacity(docs.len());
+        let mut builder = Builder::default();
+        // Analysed in parallel a chunk at a time, so memory stays bounded.
         for chunk in docs.chunks(4096) {
             let analysed: Vec<Vec<String>> = chunk.par_iter().map(|d| analyze(d)).collect();
-            for doc in analysed {
-                // gensim's Dictionary: a document's new terms get the next ids
-                // in code-point order.
-                let mut fresh: Vec<&String> = doc.iter().filter(|t| !vocab.contains_key(*t)).collect();
-                fresh.sort_unstable();
-                fresh.dedup();
-                for term in fresh {
-                    let id = vocab.len() as u32;
-                    vocab.insert(term.clone(), id);
-                }
-                let mut tf: HashMap<u32, u32> = HashMap::new();
-                for term in &doc {
-                    *tf.entry(vocab[term]).or_default() += 1;
-                }
-                lengths.push(doc.len());
-                doc_terms.push(tf.into_iter().collect());
-            }
+            analysed.iter().for_each(|doc| builder.add(doc));
         }
-        let num_docs = docs.len();
-        let avgdl = lengths.iter().sum::<usize>() as f64 / num_docs.max(1) as f64;
-        let mut df = vec![0u32; vocab.len()];
-        for terms in &doc_terms {
-            for &(t, _) in terms {
-                df[t as usize] += 1;
-            }
-        }
-        let idf: Vec<f64> = df
-            .iter()
-            .map(|&d| ((num_docs + 1) as f64).ln() - (d as f64 + 0.5).ln())
-            .collect();
-        let mut postings: Vec<Vec<(u32, f32)>> = df.iter().map(|&d| Vec::with_capacity(d as usize)).collect();
-        for (doc, terms) in doc_terms.into_iter().enumerate() {
-            for (t, tf) in terms {
-                let w = weight(idf[t as usize], tf as f64, lengths[doc] as f64, avgdl, params);
-                postings[t as usize].push((doc as u32, w as f32));
-            }
-        }
-        Self {
-            params,
-            vocab,
-            idf,
-            postings,
-            avgdl,
-            num_docs,
-        }
+        builder.finish(params)
+    }
+
+    /// The index of documents already analysed ([`analyze`]), in order: what
+    /// a stored index keeps so that an update analyses only what changed.
+    pub fn from_analysed<D: AsRef<[String]>>(docs: &[D], params: Bm25Params) -> Self {
+        let mut builder = Builder::default();
+        docs.iter().for_each(|doc| builder.add(doc.as_ref()));
+        builder.finish(params)
     }
 
     /// The number of distinct terms (gensim's `len(dictionary)`).
@@ -143,6 +108,71 @@ impl Bm25Index {
             }
         }
         scores
+    }
+}
+
+/// The corpus statistics gathered document by document.
+#[derive(Default)]
+struct Builder {
+    /// Stemmed term → term id.
+    vocab: HashMap<String, u32>,
+    /// Per document: (term, tf).
+    doc_terms: Vec<Vec<(u32, u32)>>,
+    lengths: Vec<usize>,
+}
+
+impl Builder {
+    fn add(&mut self, doc: &[String]) {
+        // gensim's Dictionary: a document's new terms get the next ids in
+        // code-point order.
+        let mut fresh: Vec<&String> = doc.iter().filter(|t| !self.vocab.contains_key(*t)).collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        for term in fresh {
+            let id = self.vocab.len() as u32;
+            self.vocab.insert(term.clone(), id);
+        }
+        let mut tf: HashMap<u32, u32> = HashMap::new();
+        for term in doc {
+            *tf.entry(self.vocab[term]).or_default() += 1;
+        }
+        self.lengths.push(doc.len());
+        self.doc_terms.push(tf.into_iter().collect());
+    }
+
+    fn finish(self, params: Bm25Params) -> Bm25Index {
+        let Builder {
+            vocab,
+            doc_terms,
+            lengths,
+        } = self;
+        let num_docs = lengths.len();
+        let avgdl = lengths.iter().sum::<usize>() as f64 / num_docs.max(1) as f64;
+        let mut df = vec![0u32; vocab.len()];
+        for terms in &doc_terms {
+            for &(t, _) in terms {
+                df[t as usize] += 1;
+            }
+        }
+        let idf: Vec<f64> = df
+            .iter()
+            .map(|&d| ((num_docs + 1) as f64).ln() - (d as f64 + 0.5).ln())
+            .collect();
+        let mut postings: Vec<Vec<(u32, f32)>> = df.iter().map(|&d| Vec::with_capacity(d as usize)).collect();
+        for (doc, terms) in doc_terms.into_iter().enumerate() {
+            for (t, tf) in terms {
+                let w = weight(idf[t as usize], tf as f64, lengths[doc] as f64, avgdl, params);
+                postings[t as usize].push((doc as u32, w as f32));
+            }
+        }
+        Bm25Index {
+            params,
+            vocab,
+            idf,
+            postings,
+            avgdl,
+            num_docs,
+        }
     }
 }
 
