@@ -508,3 +508,139 @@ fn eval_hybrid_fuses_the_dense_and_bm25_runs() {
     let nan = reasonembed(&["eval", "beir", "--hybrid", "minmax:NaN", "--data", "x"]);
     assert!(String::from_utf8_lossy(&nan.stderr).contains("the dense weight must be in [0, 1]"));
 }
+
+/// Cranfield's first `n` judged queries as files in `dir`: (queries, qrels).
+fn cranfield_slice(dir: &std::path::Path, n: usize) -> (PathBuf, PathBuf) {
+    let data = repo_root().join("../shared/data/cranfield");
+    let qrels = std::fs::read_to_string(data.join("qrels/test.tsv")).unwrap();
+    let mut lines = qrels.lines();
+    let header = lines.next().unwrap();
+    let mut ids: Vec<&str> = Vec::new();
+    let mut kept = vec![header];
+    for line in lines {
+        let qid = line.split('\t').next().unwrap();
+        if !ids.contains(&qid) {
+            ids.push(qid);
+        }
+        if ids.len() <= n && ids.contains(&qid) {
+            kept.push(line);
+        }
+    }
+    ids.truncate(n);
+    let queries: Vec<String> = std::fs::read_to_string(data.join("queries.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let q: serde_json::Value = serde_json::from_str(l).unwrap();
+            ids.contains(&q["_id"].as_str().unwrap())
+        })
+        .map(str::to_string)
+        .collect();
+    let (q, r) = (dir.join("queries.jsonl"), dir.join("qrels.tsv"));
+    std::fs::write(&q, queries.join("\n") + "\n").unwrap();
+    std::fs::write(&r, kept.join("\n") + "\n").unwrap();
+    (q, r)
+}
+
+fn reason_args<'a>(
+    queries: &'a std::path::Path,
+    qrels: &'a std::path::Path,
+    cache: &'a std::path::Path,
+    out: &'a std::path::Path,
+) -> Vec<&'a str> {
+    vec![
+        "eval",
+        "beir",
+        "--corpus",
+        "../shared/data/cranfield/corpus.jsonl",
+        "--queries",
+        queries.to_str().unwrap(),
+        "--qrels",
+        qrels.to_str().unwrap(),
+        "--model",
+        "fixtures/models/tiny-bert",
+        "--hybrid",
+        "rrf",
+        "--reason",
+        "--reason-max-tokens",
+        "24",
+        "--reason-cache",
+        cache.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+}
+
+/// Successful answers in a reasoning cache: (query id, record) per line.
+fn cached_answers(cache: &std::path::Path) -> Vec<String> {
+    let Some(file) = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+    else {
+        return Vec::new();
+    };
+    std::fs::read_to_string(file.path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r.get("error").is_none())
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Query-time reasoning with the embedded LLM (SmolLM2), killed mid-way:
+/// the rerun asks only what the first run had not answered, no answer is
+/// lost or asked twice, and the result is the uninterrupted run's.
+#[test]
+fn eval_reason_resumes_after_a_kill_and_matches_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (queries, qrels) = cranfield_slice(dir.path(), 6);
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("out"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(reason_args(&queries, &qrels, &cache, &out))
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while cached_answers(&cache).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no answers cached");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before the kill");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = cached_answers(&cache).len();
+    assert!(before < 6, "killed mid-way");
+
+    let resumed = reasonembed(&reason_args(&queries, &qrels, &cache, &out));
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let reasoning = &results["settings"]["reasoning"];
+    assert_eq!(reasoning["counts"]["cached"], before as u64, "{reasoning}");
+    assert_eq!(reasoning["counts"]["generated"], 6 - before as u64, "{reasoning}");
+    assert!(reasoning["llm"].as_str().unwrap().contains("SmolLM2"), "{reasoning}");
+    assert!(
+        reasoning["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("Identify the essential problem")
+    );
+    let mut answers = cached_answers(&cache);
+    answers.sort();
+    answers.dedup();
+    assert_eq!(answers.len(), 6);
+    assert_eq!(cached_answers(&cache).len(), 6, "no query answered twice");
+
+    let (fresh_cache, fresh_out) = (dir.path().join("fresh-cache"), dir.path().join("fresh-out"));
+    let fresh = reasonembed(&reason_args(&queries, &qrels, &fresh_cache, &fresh_out));
+    assert!(fresh.status.success(), "{}", String::from_utf8_lossy(&fresh.stderr));
+    let a = std::fs::read_to_string(out.join("runs/corpus.trec")).unwrap();
+    let b = std::fs::read_to_string(fresh_out.join("runs/corpus.trec")).unwrap();
+    assert_eq!(a, b, "the resumed run is the uninterrupted one");
+}

@@ -828,3 +828,86 @@ fn a_pgvector_export_answers_search_like_the_local_index() {
     assert_eq!(total, 50);
     assert!(same >= 48, "{same}/50 of the pgvector hits are the exact ones");
 }
+
+/// `"reason": true` and `"hybrid"` on POST /search give what `search --reason
+/// --hybrid` gives: the same reasoning (from the shared cache, by the
+/// embedded SmolLM2) and the same fused hits.
+#[test]
+fn search_reasons_and_fuses_like_the_search_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, index, cache) = (
+        dir.path().join("notes"),
+        dir.path().join("index"),
+        dir.path().join("cache"),
+    );
+    std::fs::create_dir(&corpus).unwrap();
+    for (name, text) in [
+        ("a.md", "the nasal cycle alternates airflow between nostrils"),
+        ("b.md", "insects are attracted to artificial light at night"),
+        ("c.md", "moths navigate by keeping the moon at a fixed angle"),
+    ] {
+        std::fs::write(corpus.join(name), text).unwrap();
+    }
+    let query = "why do moths fly to lamps";
+    let reason = [
+        "--reason",
+        "--reason-max-tokens",
+        "16",
+        "--reason-cache",
+        cache.to_str().unwrap(),
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args([
+            "search",
+            "--quiet",
+            "--json",
+            "-k",
+            "3",
+            "--hybrid",
+            "zscore:0.6",
+            "--model",
+        ])
+        .arg(tiny_bert())
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--index")
+        .arg(&index)
+        .args(reason)
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasoned = cli["reasoned_query"].as_str().unwrap();
+    assert!(!reasoned.is_empty() && reasoned != query, "{cli}");
+
+    let mut args = vec!["--index", index.to_str().unwrap()];
+    args.extend(reason);
+    let server = Server::start(&args);
+    let request = json!({"query": query, "k": 3, "reason": true, "hybrid": "zscore:0.6"});
+    let (status, body) = server.json("/search", request);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reasoned_query"], cli["reasoned_query"]);
+    let texts = |v: &Value| -> Vec<Value> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["text"].clone())
+            .collect()
+    };
+    assert_eq!(texts(&body), texts(&cli));
+    // Dense alone differs from the fusion in its scores; a bad fusion is refused.
+    let (_, dense) = server.json("/search", json!({"query": query, "k": 3, "reason": true}));
+    assert_ne!(dense["hits"][0]["score"], body["hits"][0]["score"]);
+    assert_eq!(
+        server.json("/search", json!({"query": query, "hybrid": "rrf:0"})).0,
+        422
+    );
+    assert_eq!(server.json("/search", json!({"query": query, "hybrids": "rrf"})).0, 422);
+
+    let plain = Server::start(&["--index", index.to_str().unwrap()]);
+    let (status, body) = plain.json("/search", json!({"query": query, "reason": true}));
+    assert_eq!(status, 422);
+    assert!(body.to_string().contains("--reason"), "{body}");
+}

@@ -13,6 +13,9 @@ pub enum Error {
     /// A PostgreSQL / pgvector failure, with what we were doing.
     #[error("PostgreSQL ({what}): {message}")]
     Postgres { what: String, message: String },
+    /// A search this index cannot do.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -19,15 +19,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use reasonembed_data::Silent;
 use reasonembed_models::pooling::l2_normalize_vec;
 use reasonembed_models::{Embedder, EncodeOptions, Prompt};
+use reasonembed_search::fusion::Fusion;
+use reasonembed_search::index::Retrieval;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::SearchIndex;
+use crate::Search;
 use crate::core::{Infer, TokenizeError};
 use crate::metrics::Metrics;
 
@@ -90,14 +93,14 @@ struct AppState {
     /// SHA-256 of the API key, when there is one (see [`bearer_matches`]).
     key_digest: Option<[u8; 32]>,
     permits: Semaphore,
-    index: Option<Arc<SearchIndex>>,
+    search: Option<Arc<Search>>,
 }
 
 pub fn router(
     models: BTreeMap<String, Served>,
     metrics: Arc<Metrics>,
     settings: Settings,
-    index: Option<SearchIndex>,
+    searcher: Option<Search>,
 ) -> Router {
     let payload = settings.limits.payload_bytes;
     let permits = Semaphore::new(settings.limits.max_concurrent);
@@ -108,7 +111,7 @@ pub fn router(
         settings,
         key_digest,
         permits,
-        index: index.map(Arc::new),
+        search: searcher.map(Arc::new),
     });
     // The key is checked before the body is read, so that a client without
     // it cannot make the server buffer a body.
@@ -395,20 +398,27 @@ async fn tei_embed(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SearchRequest {
     query: String,
     k: Option<usize>,
     /// A task instruction, in the ReasonEmbed format.
     instruction: Option<String>,
+    /// Let the server's LLM reason about the query first (`serve --reason`).
+    #[serde(default)]
+    reason: bool,
+    /// Dense and BM25 fused: `rrf[:K]`, `minmax[:W]` or `zscore[:W]`.
+    hybrid: Option<String>,
 }
 
-/// The `k` passages of the index (`--index`) closest to the query.
+/// The `k` passages of the index (`--index`) closest to the query: dense, or
+/// fused with BM25, and after the LLM's reasoning about it if asked.
 async fn search(
     State(state): State<Arc<AppState>>,
     body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(request) = body.map_err(|e| ApiError(e.status(), e.body_text()))?;
-    let index = state.index.clone().ok_or_else(|| {
+    let search = state.search.clone().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             "this server has no index (start it with --index DIR or --pgvector URL)".into(),
@@ -421,18 +431,53 @@ async fn search(
     if k == 0 || k > 1000 {
         return Err(bad("'k' must be between 1 and 1000"));
     }
+    let retrieval = match &request.hybrid {
+        None => Retrieval::Dense,
+        Some(spec) => Retrieval::Hybrid(Fusion::parse(spec).map_err(|e| bad(format!("'hybrid': {e}")))?),
+    };
+    if matches!(retrieval, Retrieval::Hybrid(_)) && !search.index.has_bm25() {
+        return Err(bad(
+            "'hybrid' needs a local index (--index): a pgvector table holds no BM25 terms",
+        ));
+    }
+    if request.reason && search.reasoner.is_none() {
+        return Err(bad(
+            "'reason': this server has no reasoning LLM (start it with --reason)",
+        ));
+    }
+    let text = if request.reason {
+        let (search, query) = (search.clone(), request.query.clone());
+        blocking("reasoning", move || {
+            let reasoner = search.reasoner.as_ref().expect("checked above");
+            reasoner.reason(&[query], &mut Silent).map(|mut t| t.remove(0))
+        })
+        .await?
+    } else {
+        request.query.clone()
+    };
     let model = state.model(None)?;
     let options = EncodeOptions::query(Prompt::from_flags(request.instruction.as_deref(), None));
-    let (mut vectors, _) = state.embed(model, &[request.query], &options, true).await?;
-    let mut query = vectors.remove(0);
-    if index.model()["normalize"] == true {
-        l2_normalize_vec(&mut query);
+    let (mut vectors, _) = state.embed(model, std::slice::from_ref(&text), &options, true).await?;
+    let mut vector = vectors.remove(0);
+    if search.index.model()["normalize"] == true {
+        l2_normalize_vec(&mut vector);
     }
-    let hits = tokio::task::spawn_blocking(move || index.search(&query, k))
+    let searched = text.clone();
+    let hits = blocking("search", move || search.index.search(&vector, &searched, k, retrieval)).await?;
+    let reasoned = request.reason.then_some(text);
+    Ok(Json(json!({ "hits": hits, "reasoned_query": reasoned })))
+}
+
+/// Runs blocking work (an LLM call, a database round trip) off the async
+/// threads; its failure is a 503.
+async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))?
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("search failed: {e}")))?;
-    Ok(Json(json!({ "hits": hits })))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed: {e}")))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{what} failed: {e}")))
 }
 
 async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -3,8 +3,9 @@
 //! `reasonembed serve`: a thin HTTP layer (OpenAI and text-embeddings-inference
 //! request shapes) over a core that owns the model and batches requests under
 //! a token budget, as text-embeddings-inference is built. Depends on models
-//! (the encode contract) and search (the index behind `POST /search`); it
-//! knows nothing of the command line.
+//! (the encode contract), search (the index behind `POST /search`) and synth
+//! (the LLM that reasons about a query when a request asks); it knows
+//! nothing of the command line.
 
 pub mod api;
 mod conn;
@@ -17,8 +18,9 @@ use std::sync::Arc;
 
 use metrics::Metrics;
 use reasonembed_models::Embedder;
-use reasonembed_search::index::{PassageIndex, SearchHit};
+use reasonembed_search::index::{PassageIndex, Retrieval, SearchHit};
 use reasonembed_search::pgvector::PgVectorIndex;
+use reasonembed_synth::query_reasoning::QueryReasoner;
 
 pub use api::{Limits, Settings};
 
@@ -27,6 +29,13 @@ pub use api::{Limits, Settings};
 pub enum SearchIndex {
     Local(PassageIndex),
     Pgvector(Box<PgVectorIndex>),
+}
+
+/// `POST /search`: the index, and the LLM that reasons about a query first
+/// when a request says `"reason": true` (`serve --reason`).
+pub struct Search {
+    pub index: SearchIndex,
+    pub reasoner: Option<QueryReasoner>,
 }
 
 impl SearchIndex {
@@ -38,11 +47,27 @@ impl SearchIndex {
         }
     }
 
-    /// The `k` nearest passages; blocking (a database round trip for pgvector).
-    pub fn search(&self, query: &[f32], k: usize) -> reasonembed_search::Result<Vec<SearchHit>> {
-        match self {
-            Self::Local(index) => Ok(index.search(query, k).remove(0)),
-            Self::Pgvector(index) => index.search(query, k),
+    /// Whether it can fuse with BM25 (a local index keeps BM25 terms).
+    pub fn has_bm25(&self) -> bool {
+        matches!(self, Self::Local(_))
+    }
+
+    /// The best `k` passages for a query (its vector, and its text for the
+    /// BM25 side of a hybrid search); blocking (a database round trip for
+    /// pgvector, which searches dense only).
+    pub fn search(
+        &self,
+        vector: &[f32],
+        text: &str,
+        k: usize,
+        retrieval: Retrieval,
+    ) -> reasonembed_search::Result<Vec<SearchHit>> {
+        match (self, retrieval) {
+            (Self::Local(index), _) => Ok(index.search_with(vector, &[text.to_string()], k, retrieval).remove(0)),
+            (Self::Pgvector(index), Retrieval::Dense) => index.search(vector, k),
+            (Self::Pgvector(_), Retrieval::Hybrid(_)) => Err(reasonembed_search::Error::Unsupported(
+                "hybrid search needs a local index (--index); a pgvector table holds no BM25 terms".into(),
+            )),
         }
     }
 }
@@ -55,7 +80,7 @@ impl SearchIndex {
 pub fn serve(
     models: Vec<(String, Embedder)>,
     settings: Settings,
-    index: Option<SearchIndex>,
+    search: Option<Search>,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
@@ -70,7 +95,7 @@ pub fn serve(
             })
             .collect();
         let read_timeout = settings.limits.read_timeout;
-        let app = api::router(served, metrics, settings, index);
+        let app = api::router(served, metrics, settings, search);
         let stop = conn::stop_signal()?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         ready(listener.local_addr()?);

@@ -15,6 +15,7 @@ mod error;
 pub mod llm;
 pub mod prompts;
 pub mod query_reasoning;
+pub mod refine;
 pub mod report;
 pub mod run;
 pub mod runner;

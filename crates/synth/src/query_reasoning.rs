@@ -11,7 +11,9 @@
 //!
 //! Answers are cached on disk, one append-only file per (LLM identity, prompt,
 //! sampling): each answer is appended as it arrives, so a killed run resumes
-//! where it stopped, and a failed call is retried by the next run.
+//! where it stopped, and a failed call is retried by the next run. A lock
+//! file beside it makes concurrent users (threads of a server, or another
+//! process) take turns, so no one cuts off a line another is writing.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io};
 use crate::llm::{Llm, LlmError, Message, Sampling};
 use crate::prompts::{REASON, fill};
 use crate::runner::{Job, Unfinished, call_all};
@@ -122,6 +124,7 @@ impl QueryReasoner {
 
     /// The reasoning-augmented form of every query, in order.
     pub fn reason(&self, queries: &[String], progress: &mut dyn Progress) -> Result<Vec<String>> {
+        let _turn = self.lock()?;
         let mut store = StageFile::open(&self.cache)?;
         let ids: Vec<String> = queries.iter().map(|q| query_id(q)).collect();
         let mut jobs: Vec<Job> = Vec::new();
@@ -172,6 +175,17 @@ impl QueryReasoner {
                 Ok(self.augmented(query, reasoning, &mut counts))
             })
             .collect()
+    }
+
+    /// Exclusive use of the cache file until the returned file is dropped.
+    fn lock(&self) -> Result<std::fs::File> {
+        let path = self.cache.with_extension("lock");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let file = std::fs::File::create(&path).map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
     }
 
     fn job(&self, query: &str, id: &str) -> Job {

@@ -285,7 +285,7 @@ fn out_dir(args: &RunArgs, benchmark: &str) -> PathBuf {
             name.push_str(&format!("-hybrid-{fusion}"));
         }
         if args.reason.reason {
-            name.push_str(&format!("-reason-{}", args.reason.llm_model));
+            name.push_str(&format!("-reason-{}", args.reason.llm.llm_model));
         }
         let slug: String = name
             .chars()

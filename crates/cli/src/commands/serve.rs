@@ -10,10 +10,10 @@ use clap::builder::NonEmptyStringValueParser;
 use reasonembed_models::{Embedder, EmbedderOptions};
 use reasonembed_search::index::PassageIndex;
 use reasonembed_search::pgvector::PgVectorIndex;
-use reasonembed_server::SearchIndex;
 use reasonembed_server::{Limits, Settings};
+use reasonembed_server::{Search, SearchIndex};
 
-use super::shared::ModelArgs;
+use super::shared::{ModelArgs, ReasonArgs};
 
 /// Serve a model over HTTP: OpenAI's POST /v1/embeddings and text-embeddings-inference's
 /// POST /embed (also at POST /, where TEI's official client posts), GET /health (also GET /),
@@ -80,6 +80,10 @@ pub struct Args {
     /// The pgvector table to search.
     #[arg(long, default_value = "passages", requires = "pgvector")]
     pg_table: String,
+    /// With --reason, POST /search takes `"reason": true`: the LLM reasons about the query
+    /// first (answers cached, as for eval). `"hybrid": "rrf"` fuses with BM25 (--index only).
+    #[command(flatten)]
+    reason: ReasonArgs,
 }
 
 /// A count or a number of seconds, which must be at least 1 (0 would refuse
@@ -134,6 +138,17 @@ pub fn run(args: Args) -> Result<()> {
         }
         (None, None) => None,
     };
+    anyhow::ensure!(
+        index.is_some() || !args.reason.reason,
+        "--reason serves POST /search: give --index or --pgvector"
+    );
+    let search = match index {
+        Some(index) => Some(Search {
+            index,
+            reasoner: args.reason.reasoner()?,
+        }),
+        None => None,
+    };
     let limits = Limits {
         max_batch_tokens: args.max_batch_tokens,
         payload_bytes: args.payload_limit,
@@ -150,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
         limits,
     };
     models.insert(0, (args.model.model.clone(), embedder));
-    reasonembed_server::serve(models, settings, index, addr, |bound| {
+    reasonembed_server::serve(models, settings, search, addr, |bound| {
         eprintln!("listening on http://{bound}")
     })
     .with_context(|| format!("cannot serve on {addr}"))

@@ -131,6 +131,40 @@ impl ModelArgs {
     }
 }
 
+/// The LLM of a command that asks one (query reasoning, refine): embedded or served.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LlmArgs {
+    /// The LLM: a .gguf file or a built-in LLM (smollm2) run embedded, or with --llm-url the
+    /// model name the server serves.
+    #[arg(long, value_name = "MODEL", default_value = reasonembed_models::source::DEFAULT_LLM)]
+    pub llm_model: String,
+    /// An OpenAI-compatible server (…/v1) instead of the embedded LLM.
+    #[arg(long, value_name = "URL")]
+    pub llm_url: Option<String>,
+    /// The environment variable holding the server's API key.
+    #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]
+    pub llm_api_key_env: String,
+}
+
+impl LlmArgs {
+    /// The LLM these flags name, loaded, with its identity key.
+    pub fn load(&self) -> Result<(std::sync::Arc<dyn reasonembed_synth::llm::Llm>, String)> {
+        let config = LlmConfig {
+            backend: if self.llm_url.is_some() {
+                Backend::Openai
+            } else {
+                Backend::Local
+            },
+            model: self.llm_model.clone(),
+            base_urls: self.llm_url.iter().cloned().collect(),
+            api_key_env: self.llm_api_key_env.clone(),
+            ..LlmConfig::default()
+        };
+        let identity = reasonembed_synth::llm_identity(&config)?;
+        Ok((reasonembed_synth::build_llm(&config)?, identity))
+    }
+}
+
 /// Query-time reasoning: an LLM reasons about each query (BRIGHT's reasoning
 /// prompt) and its answer is what gets retrieved with.
 #[derive(clap::Args, Debug, Clone)]
@@ -139,22 +173,17 @@ pub struct ReasonArgs {
     /// reasoning-query configs. Answers are cached and a killed run resumes.
     #[arg(long)]
     pub reason: bool,
-    /// The reasoning LLM: a .gguf file or a built-in LLM (smollm2) run embedded, or with
-    /// --llm-url the model name the server serves.
-    #[arg(long, value_name = "MODEL", default_value = reasonembed_models::source::DEFAULT_LLM)]
-    pub llm_model: String,
-    /// An OpenAI-compatible server (…/v1) for the reasoning LLM instead of the embedded one.
-    #[arg(long, value_name = "URL")]
-    pub llm_url: Option<String>,
-    /// The environment variable holding the server's API key.
-    #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]
-    pub llm_api_key_env: String,
+    #[command(flatten)]
+    pub llm: LlmArgs,
     /// Longest reasoning, in tokens (BRIGHT: 2048); a longer one is cut there and still used.
     #[arg(long, value_name = "N", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
     pub reason_max_tokens: u64,
     /// What replaces the query: the reasoning alone (BRIGHT), or the query followed by it.
     #[arg(long, value_enum, default_value_t = AugmentArg::Reasoning)]
     pub reason_augment: AugmentArg,
+    /// Where reasoning answers are cached [default: <cache>/reasoning].
+    #[arg(long, value_name = "DIR")]
+    pub reason_cache: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -169,19 +198,7 @@ impl ReasonArgs {
         if !self.reason {
             return Ok(None);
         }
-        let config = LlmConfig {
-            backend: if self.llm_url.is_some() {
-                Backend::Openai
-            } else {
-                Backend::Local
-            },
-            model: self.llm_model.clone(),
-            base_urls: self.llm_url.iter().cloned().collect(),
-            api_key_env: self.llm_api_key_env.clone(),
-            ..LlmConfig::default()
-        };
-        let identity = reasonembed_synth::llm_identity(&config)?;
-        let llm = reasonembed_synth::build_llm(&config)?;
+        let (llm, identity) = self.llm.load()?;
         let augment = match self.reason_augment {
             AugmentArg::Reasoning => Augment::Reasoning,
             AugmentArg::QueryAndReasoning => Augment::QueryAndReasoning,
@@ -192,7 +209,10 @@ impl ReasonArgs {
             identity,
             bright_sampling(max_tokens),
             augment,
-            &reasonembed_models::source::cache_dir().join("reasoning"),
+            &self
+                .reason_cache
+                .clone()
+                .unwrap_or_else(|| reasonembed_models::source::cache_dir().join("reasoning")),
         )))
     }
 }

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use reasonembed_models::EmbedderOptions;
 use reasonembed_search::cache::EmbeddingCache;
-use reasonembed_synth::config::Backend;
+use reasonembed_synth::config::{Backend, StageSampling};
+use reasonembed_synth::refine::{FalseNegatives, Input, RefineOptions};
 use reasonembed_synth::{Pipeline, Run, Stage, SynthConfig};
 
+use super::shared::LlmArgs;
 use crate::progress::Bars;
 
 /// Synthesise training data from a corpus with LLMs (ReMixer).
@@ -46,6 +48,119 @@ enum Command {
     Format(Common),
     /// Each stage's progress: done, planned, failed (and truncated among them).
     Status(Common),
+    /// Grade the negatives (and optionally positives) of training data you already have with
+    /// the annotator, and write it back without its false negatives.
+    Refine(RefineArgs),
+}
+
+/// `synth refine`: FlagEmbedding JSONL in, the same without false negatives out.
+///
+/// Every negative of every record is graded 1–5 with the domain's rubric (stage 3's prompt);
+/// one scored at or above --threshold is a false negative, dropped or moved to the positives.
+/// Judgements are appended to OUT/judgements.jsonl as they arrive, so a killed run resumes;
+/// OUT/refined/<domain>.jsonl and OUT/report.{json,md} are rewritten whole on every run.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  reasonembed synth refine train/biology.jsonl --out refined-run --llm-url http://127.0.0.1:8080/v1"
+)]
+struct RefineArgs {
+    /// FlagEmbedding JSONL files (`query`, `pos`, `neg`, other fields kept); each is a domain
+    /// named by its file stem unless --domain says otherwise.
+    #[arg(required = true, value_name = "FILE")]
+    inputs: Vec<PathBuf>,
+    /// The run folder (judgements, refined files, report).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// The rubric's domain for every input: a BRIGHT task (biology, leetcode, …) gets its own
+    /// relevance definition, any other name the generic one.
+    #[arg(long)]
+    domain: Option<String>,
+    /// What becomes of a false negative.
+    #[arg(long, value_enum, default_value_t = FalseNegativesArg::Drop)]
+    false_negatives: FalseNegativesArg,
+    /// Grade the positives too (reported; dropped with --drop-false-positives).
+    #[arg(long)]
+    check_positives: bool,
+    /// Remove positives scored below --threshold.
+    #[arg(long, requires = "check_positives")]
+    drop_false_positives: bool,
+    /// Scores at or above this are relevant (stage 4's split: 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..=5))]
+    threshold: i64,
+    /// The annotator's longest answer, in tokens (an answer cut off is a failed call).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tokens: u64,
+    /// Seed of the per-pair sampling seeds.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Examples of false negatives per domain in the report.
+    #[arg(long, default_value_t = 5)]
+    examples: usize,
+    #[command(flatten)]
+    llm: LlmArgs,
+    /// Keep every prompt and answer in OUT/audit.jsonl.
+    #[arg(long)]
+    audit: bool,
+    /// No progress bars.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum FalseNegativesArg {
+    Drop,
+    ToPositive,
+}
+
+fn refine(args: RefineArgs) -> Result<()> {
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|path| {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let domain = args.domain.clone().or(stem).unwrap_or_else(|| "generic".into());
+            Input::read(path, &domain)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sampling = StageSampling::default().annotate;
+    sampling.max_tokens = usize::try_from(args.max_tokens).unwrap_or(usize::MAX);
+    let options = RefineOptions {
+        sampling,
+        false_negatives: match args.false_negatives {
+            FalseNegativesArg::Drop => FalseNegatives::Drop,
+            FalseNegativesArg::ToPositive => FalseNegatives::ToPositive,
+        },
+        check_positives: args.check_positives,
+        drop_false_positives: args.drop_false_positives,
+        threshold: args.threshold,
+        seed: args.seed,
+        examples: args.examples,
+    };
+    let (llm, identity) = args.llm.load()?;
+    let mut bars = Bars::new(args.quiet);
+    let report = reasonembed_synth::refine::refine(
+        &inputs,
+        llm.as_ref(),
+        &identity,
+        &options,
+        &args.out,
+        args.audit,
+        &mut bars,
+    )?;
+    for (domain, d) in &report.domains {
+        eprintln!(
+            "{domain}: {} of {} negatives are false ({} records written of {}; {} pairs unjudged)",
+            d.false_negatives, d.negatives, d.written, d.records, d.unjudged
+        );
+    }
+    if report.failed_calls > 0 {
+        eprintln!(
+            "{} calls failed: run the same command again to retry them",
+            report.failed_calls
+        );
+    }
+    eprintln!("report: {}", args.out.join("report.md").display());
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -107,6 +222,7 @@ pub fn run(args: Args) -> Result<()> {
         Command::Mine(c) => (Some(Stage::Mine), c),
         Command::Annotate(c) => (Some(Stage::Annotate), c),
         Command::Format(c) => (Some(Stage::Format), c),
+        Command::Refine(a) => return refine(a),
         Command::Status(c) => {
             let run = Run::open(c.config()?)?;
             print_status(&reasonembed_synth::report::status(&run)?);
