@@ -373,7 +373,7 @@ fn free_port() -> u16 {
 #[ignore = "needs llama.cpp's llama-server: scripts/test-llm-server.sh"]
 fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
     use reasonembed_synth::llm::local::LocalLlm;
-    use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig};
+    use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig, Structured};
     use reasonembed_synth::llm::{Llm, Message, Request, Sampling};
     let server = LlamaServer::start(free_port());
     let client = OpenAi::new(OpenAiConfig {
@@ -384,6 +384,7 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         timeout: Duration::from_secs(60),
         max_retries: 2,
         backoff: Duration::from_millis(200),
+        structured: Structured::LlamaServer,
     })
     .unwrap();
     let messages = [Message::user("What is the capital of France? Answer with one word.")];
@@ -393,11 +394,13 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         top_k: None,
         max_tokens: 16,
         prefill: None,
+        constrain: true,
     };
     let request = Request {
         messages: &messages,
         sampling: &sampling,
         seed: 1,
+        answer: None,
     };
     let answer = client.chat(&request).unwrap();
     assert!(answer.text.contains("Paris"), "{answer:?}");
@@ -411,6 +414,7 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         messages: &messages,
         sampling: &sampling,
         seed: 1,
+        answer: None,
     };
     let continued = client.chat(&request).unwrap();
     assert!(
@@ -425,6 +429,7 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         messages: &messages,
         sampling: &sampling,
         seed: 1,
+        answer: None,
     };
     let cut = client.chat(&request).unwrap();
     assert!(cut.truncated && cut.completion_tokens == 1, "{cut:?}");

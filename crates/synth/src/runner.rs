@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::audit::Audit;
 use crate::error::Result;
-use crate::llm::{Completion, Llm, LlmError, Message, Request, Sampling};
+use crate::llm::{AnswerFormat, Completion, Llm, LlmError, Message, Request, Sampling};
 use crate::run::{Run, Stage, StageStats};
 use crate::store::{Record, StageFile};
 
@@ -66,31 +66,34 @@ pub fn run_jobs(
     progress: &mut dyn Progress,
     parse: &dyn Fn(&Job, &str) -> Record,
 ) -> Result<StageStats> {
-    let stats = call_all(
-        stage.name(),
-        llm,
-        run.config.sampling.of(stage).expect("an LLM stage"),
-        jobs,
-        store,
-        run.audit.as_ref(),
-        progress,
-        parse,
-    )?;
+    let sampling = run.config.sampling.of(stage).expect("an LLM stage");
+    let call = Call {
+        stage: stage.name(),
+        sampling,
+        answer: stage.answer().filter(|_| sampling.constrain),
+    };
+    let stats = call_all(&call, llm, jobs, store, run.audit.as_ref(), progress, parse)?;
     run.log_stats(&stats)?;
     Ok(stats)
 }
 
-#[allow(clippy::too_many_arguments)] // the private core of `run_jobs`
+/// How every call of a stage is made.
+struct Call<'a> {
+    stage: &'a str,
+    sampling: &'a Sampling,
+    answer: Option<AnswerFormat>,
+}
+
 fn call_all(
-    stage: &str,
+    call: &Call,
     llm: &dyn Llm,
-    sampling: &Sampling,
     jobs: Vec<Job>,
     store: &mut StageFile,
     audit: Option<&Audit>,
     progress: &mut dyn Progress,
     parse: &dyn Fn(&Job, &str) -> Record,
 ) -> Result<StageStats> {
+    let stage = call.stage;
     let already = store.done().count();
     progress.start(stage, already + jobs.len());
     progress.update(already);
@@ -117,8 +120,9 @@ fn call_all(
                     let Some(job) = jobs.get(i) else { break };
                     let request = Request {
                         messages: &job.messages,
-                        sampling,
+                        sampling: call.sampling,
                         seed: job.seed,
+                        answer: call.answer,
                     };
                     busy.lock().unwrap_or_else(|e| e.into_inner()).enter();
                     let start = Instant::now();
@@ -174,8 +178,15 @@ fn record_of(
         Ok(completion) => {
             stats.prompt_tokens += completion.prompt_tokens;
             stats.completion_tokens += completion.completion_tokens;
+            if completion.forced {
+                stats.forced += 1;
+                record.insert("forced".into(), Value::Bool(true));
+            }
             match completion.unfinished() {
-                None => record.extend(parse(job, &completion.text)),
+                None => {
+                    record.extend(parse(job, &completion.text));
+                    stats.parse_failures += usize::from(record.contains_key("parse_error"));
+                }
                 Some(reason) => {
                     stats.failed += 1;
                     let error = format!(

@@ -50,6 +50,7 @@ impl Llm for FakeLlm {
             completion_tokens: words.len().min(max),
             text: if truncated { words[..max].join(" ") } else { text },
             truncated,
+            forced: false,
         })
     }
 }
