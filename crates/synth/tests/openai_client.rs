@@ -223,16 +223,13 @@ fn an_answer_format_is_sent_in_the_servers_structured_output_field() {
             };
             llm.chat(&request).unwrap();
             let body = server.bodies.lock().unwrap().last().unwrap().clone();
-            let expected = answer.map(|a| {
-                if structured == Structured::LlamaServer {
-                    a.gbnf()
-                } else {
-                    a.regex()
-                }
+            let expected = answer.map(|a| match structured {
+                Structured::LlamaServer => a.gbnf(sampling.max_tokens),
+                _ => a.regex().to_string(),
             });
             assert_eq!(
                 body.pointer(field).and_then(Value::as_str),
-                expected,
+                expected.as_deref(),
                 "{structured:?} {answer:?}"
             );
         }

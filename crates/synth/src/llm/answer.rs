@@ -5,6 +5,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Tokens kept for the score tag when a grammar bounds the reasoning before
+/// it: `<score>N</score>` takes about 7 tokens in BPE vocabularies.
+const TAIL_TOKENS: usize = 16;
+
+/// Characters of reasoning per token a grammar allows: English text runs
+/// at about 4 characters a BPE token, so 3 leaves a margin. Text denser in
+/// tokens (code, digits) may still reach `max_tokens` first; such an answer
+/// is cut off and counted, as without a grammar.
+const CHARS_PER_TOKEN: usize = 3;
+
 /// What an answer must end in (or open with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AnswerFormat {
@@ -69,19 +79,28 @@ impl AnswerFormat {
         self.choices().contains(&rest[start..].trim())
     }
 
-    /// llama.cpp's GBNF grammar (llama-server's `grammar` field). The score
-    /// grammar lets the model reason in any text (`.` matches any character,
-    /// newlines included) before the tag; once the tag is closed only the
-    /// end of the answer may follow.
-    pub fn gbnf(self) -> &'static str {
+    /// llama.cpp's GBNF grammar (llama-server's `grammar` field) for an
+    /// answer of at most `max_tokens`. The score grammar lets the model
+    /// reason in any text (`.` matches any character, newlines included)
+    /// before the tag, and ends the answer at the closed tag. A server
+    /// cannot reserve room for the tag as the embedded backend does, so the
+    /// reasoning is bounded in characters instead: a model still writing at
+    /// the bound must open the tag (SmolLM2 otherwise rambles to the limit).
+    pub fn gbnf(self, max_tokens: usize) -> String {
         match self {
-            Self::Score1to5 => "root ::= .* \"<score>\" [1-5] \"</score>\"",
-            Self::YesNo => "root ::= \"Yes\" | \"No\"",
+            Self::Score1to5 => {
+                let chars = max_tokens.saturating_sub(TAIL_TOKENS) * CHARS_PER_TOKEN;
+                format!("root ::= .{{0,{chars}}} \"<score>\" [1-5] \"</score>\"")
+            }
+            Self::YesNo => "root ::= \"Yes\" | \"No\"".into(),
         }
     }
 
     /// The same constraint as a regular expression (vLLM's and SGLang's
-    /// guided decoding), matched against the whole answer.
+    /// guided decoding), matched against the whole answer. Unbounded: a
+    /// repetition bound of thousands compiles to as many automaton states
+    /// there, and the capable models those servers run end by themselves;
+    /// the server forbids them to end before the tag.
     pub fn regex(self) -> &'static str {
         match self {
             Self::Score1to5 => r"[\s\S]*<score>[1-5]</score>",
@@ -124,5 +143,14 @@ mod tests {
             assert!(yes_no.is_match(answer));
             assert_eq!(parse_yes_no(answer), Some(verdict));
         }
+    }
+
+    #[test]
+    fn the_score_grammar_bounds_the_reasoning_by_the_token_budget() {
+        let grammar = AnswerFormat::Score1to5.gbnf(116);
+        assert_eq!(grammar, "root ::= .{0,300} \"<score>\" [1-5] \"</score>\"");
+        // No room for reasoning: the verdict at once.
+        assert!(AnswerFormat::Score1to5.gbnf(8).starts_with("root ::= .{0,0} "));
+        assert_eq!(AnswerFormat::YesNo.gbnf(8), "root ::= \"Yes\" | \"No\"");
     }
 }

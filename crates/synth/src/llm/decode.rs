@@ -488,6 +488,11 @@ mod tests {
         // It may think first; the verdict follows its reasoning.
         let o = run(&["</think>", "No"], "<think>", 8, YES_NO);
         assert_eq!((o.text.as_str(), o.forced), ("</think>No", false));
+        // Thinking past its room, it has the block closed and a verdict forced.
+        let o = run(&[], "<think>", 6, YES_NO);
+        assert!(o.ended && o.forced, "{:?}", o.text);
+        assert!(o.text.starts_with("lorem\n</think>\n"), "{:?}", o.text);
+        assert!(crate::stages::clean::parse_yes_no(&format!("<think>{}", o.text)).is_some());
     }
 
     #[test]

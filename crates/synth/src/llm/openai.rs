@@ -37,10 +37,10 @@ pub enum Structured {
 
 impl Structured {
     /// Adds the server's constraint for `format` to a request body.
-    fn constrain(self, body: &mut Value, format: AnswerFormat) {
+    fn constrain(self, body: &mut Value, format: AnswerFormat, max_tokens: usize) {
         match self {
             Self::None => {}
-            Self::LlamaServer => body["grammar"] = json!(format.gbnf()),
+            Self::LlamaServer => body["grammar"] = json!(format.gbnf(max_tokens)),
             Self::Vllm => body["structured_outputs"] = json!({ "regex": format.regex() }),
             Self::VllmLegacy => body["guided_regex"] = json!(format.regex()),
             Self::Sglang => body["regex"] = json!(format.regex()),
@@ -164,7 +164,7 @@ impl OpenAi {
             body["add_generation_prompt"] = json!(false);
         }
         if let Some(format) = request.answer {
-            self.config.structured.constrain(&mut body, format);
+            self.config.structured.constrain(&mut body, format, s.max_tokens);
         }
         body
     }
