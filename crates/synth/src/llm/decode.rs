@@ -91,6 +91,7 @@ fn generation(error: candle_core::Error) -> LlmError {
     LlmError::Permanent(format!("generation failed: {error}"))
 }
 
+/// Decodes one answer, enforcing `task.format` if it has one.
 pub(crate) fn decode(
     model: &mut impl Model,
     vocab: &impl Vocabulary,
@@ -107,12 +108,28 @@ pub(crate) fn decode(
         None => 0,
     };
     let free_end = free_text(&mut stream, vocab, sampler, task, reserve, &mut tokens)?;
-    let format = match (free_end, task.format) {
-        (FreeEnd::Ended, _) => return Ok(finished(tokens, false)),
-        (FreeEnd::OutOfTokens, _) | (_, None) => return Ok(cut(tokens)),
-        (_, Some(format)) => format,
-    };
-    let mut forced = matches!(free_end, FreeEnd::VerdictMissing);
+    match (free_end, task.format) {
+        (FreeEnd::Ended, _) => Ok(finished(tokens, false)),
+        (FreeEnd::OutOfTokens, _) | (_, None) => Ok(cut(tokens)),
+        (_, Some(format)) => {
+            let forced = matches!(free_end, FreeEnd::VerdictMissing);
+            verdict(&mut stream, vocab, sampler, task, format, tokens, forced)
+        }
+    }
+}
+
+/// Appends the verdict to `tokens`: the opening literal where one is
+/// needed, a word sampled among the verdicts only, the closing literal. A
+/// verdict that cannot fit the budget leaves the answer cut.
+fn verdict<M: Model>(
+    stream: &mut Stream<M>,
+    vocab: &impl Vocabulary,
+    sampler: &mut LogitsProcessor,
+    task: &Task,
+    format: AnswerFormat,
+    mut tokens: Vec<u32>,
+    mut forced: bool,
+) -> Result<Decoded, LlmError> {
     let answer = answer_text(vocab, task.prefill, &tokens)?;
     let opening = vocab.tokens(&forced_opening(format, &answer))?;
     let closing = vocab.tokens(format.closing())?;
