@@ -245,7 +245,8 @@ fn synth_runs_end_to_end_on_the_embedded_llm_and_a_rerun_retries_only_the_failed
 }
 
 /// Stage 0 as a reasoning model with too few tokens answers it: prefilled
-/// with `<think>`, SmolLM2 is cut off inside the block.
+/// with `<think>`, SmolLM2 is cut off inside the block (left free: the
+/// constraint would close the block and force a verdict).
 #[test]
 fn a_truncated_stage_0_answer_is_a_failed_call_that_the_next_run_retries() {
     let dir = tempfile::tempdir().unwrap();
@@ -258,7 +259,7 @@ fn a_truncated_stage_0_answer_is_a_failed_call_that_the_next_run_retries() {
         );
         std::fs::write(&config, text).unwrap();
     };
-    write("temperature = 0.0\nmax_tokens = 6\nprefill = \"<think>\\n\"");
+    write("temperature = 0.0\nmax_tokens = 6\nprefill = \"<think>\\n\"\nconstrain = false");
     let out = synth(&["clean"], &config);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let path = dir.path().join("run/clean.jsonl");
@@ -373,7 +374,7 @@ fn free_port() -> u16 {
 #[ignore = "needs llama.cpp's llama-server: scripts/test-llm-server.sh"]
 fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
     use reasonembed_synth::llm::local::LocalLlm;
-    use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig};
+    use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig, Structured};
     use reasonembed_synth::llm::{Llm, Message, Request, Sampling};
     let server = LlamaServer::start(free_port());
     let client = OpenAi::new(OpenAiConfig {
@@ -384,6 +385,7 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         timeout: Duration::from_secs(60),
         max_retries: 2,
         backoff: Duration::from_millis(200),
+        structured: Structured::LlamaServer,
     })
     .unwrap();
     let messages = [Message::user("What is the capital of France? Answer with one word.")];
@@ -393,11 +395,13 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         top_k: None,
         max_tokens: 16,
         prefill: None,
+        constrain: true,
     };
     let request = Request {
         messages: &messages,
         sampling: &sampling,
         seed: 1,
+        answer: None,
     };
     let answer = client.chat(&request).unwrap();
     assert!(answer.text.contains("Paris"), "{answer:?}");
@@ -411,6 +415,7 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         messages: &messages,
         sampling: &sampling,
         seed: 1,
+        answer: None,
     };
     let continued = client.chat(&request).unwrap();
     assert!(
@@ -425,9 +430,64 @@ fn the_client_talks_to_llama_server_and_counts_what_our_tokenizer_counts() {
         messages: &messages,
         sampling: &sampling,
         seed: 1,
+        answer: None,
     };
     let cut = client.chat(&request).unwrap();
     assert!(cut.truncated && cut.completion_tokens == 1, "{cut:?}");
+}
+
+/// The stages' answer formats as llama-server's GBNF grammars: the server
+/// accepts them, and SmolLM2, which ignores the rubric when free, ends in a
+/// score tag after its reasoning, or answers a bare yes or no.
+#[test]
+#[ignore = "needs llama.cpp's llama-server: scripts/test-llm-server.sh"]
+fn llama_server_follows_the_answer_formats_as_gbnf_grammars() {
+    use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig, Structured};
+    use reasonembed_synth::llm::{AnswerFormat, Llm, Message, Request, Sampling};
+    use reasonembed_synth::stages::{annotate::parse_score, clean::parse_yes_no};
+    let server = LlamaServer::start(free_port());
+    let client = OpenAi::new(OpenAiConfig {
+        base_urls: vec![server.url()],
+        model: "smollm2".into(),
+        api_key: None,
+        concurrency: 1,
+        timeout: Duration::from_secs(600),
+        max_retries: 0,
+        backoff: Duration::from_millis(200),
+        structured: Structured::LlamaServer,
+    })
+    .unwrap();
+    let sampling = Sampling {
+        temperature: 0.0,
+        top_p: None,
+        top_k: None,
+        max_tokens: 512,
+        prefill: None,
+        constrain: true,
+    };
+    let ask = |prompt: &str, answer| {
+        let messages = [Message::user(prompt)];
+        let request = Request {
+            messages: &messages,
+            sampling: &sampling,
+            seed: 1,
+            answer: Some(answer),
+        };
+        client.chat(&request).unwrap()
+    };
+    let rated = ask(
+        "How relevant is the document \"Paris is the capital of France.\" to the query \"Where is Paris?\" Explain briefly, then give a score from 1 to 5.",
+        AnswerFormat::Score1to5,
+    );
+    assert!(!rated.truncated, "{rated:?}");
+    assert!(rated.text.trim_end().ends_with("</score>"), "{rated:?}");
+    assert!((1..=5).contains(&parse_score(&rated.text)), "{rated:?}");
+    let judged = ask(
+        "Is the following passage about aerodynamics?\n\nThe lift of a thin wing in supersonic flow is computed by linear theory.",
+        AnswerFormat::YesNo,
+    );
+    assert!(["Yes", "No"].contains(&judged.text.as_str()), "{judged:?}");
+    assert!(parse_yes_no(&judged.text).is_some());
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::llm::Sampling;
+use crate::llm::openai::Structured;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +66,12 @@ pub struct LlmConfig {
     pub timeout_secs: u64,
     pub max_retries: u32,
     pub backoff_ms: u64,
+    /// `openai`: the server's structured-output option, which forces the
+    /// score and yes/no stages' answer format: `llama-server` (GBNF
+    /// `grammar`), `vllm` (`structured_outputs`, vLLM ≥ 0.11),
+    /// `vllm-legacy` (`guided_regex`, vLLM < 0.12), `sglang` (`regex`), or
+    /// `none` (the default: unknown servers get no extra field).
+    pub structured: Structured,
     /// `local`: `cpu` or `cuda[:N]`.
     pub device: String,
 }
@@ -80,6 +87,7 @@ impl Default for LlmConfig {
             timeout_secs: 600,
             max_retries: 5,
             backoff_ms: 500,
+            structured: Structured::None,
             device: "cpu".into(),
         }
     }
@@ -116,6 +124,7 @@ impl Default for StageSampling {
             top_k,
             max_tokens,
             prefill: None,
+            constrain: true,
         };
         Self {
             clean: s(0.0, None, None, 8),
@@ -319,6 +328,21 @@ mod tests {
         assert_eq!(c.sampling.generate.top_p, Some(0.6));
         assert_eq!((c.mine.depth, c.mine.candidates), (1000, 100));
         assert_eq!(c.llm.backend, Backend::Local);
+        assert_eq!(c.llm.structured, Structured::None);
+        assert!(c.sampling.annotate.constrain && c.sampling.clean.constrain);
+    }
+
+    #[test]
+    fn the_constraint_can_be_named_per_server_and_turned_off_per_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synth.toml");
+        let text = "[llm]\nbackend = \"openai\"\nbase_urls = [\"http://x/v1\"]\nstructured = \"llama-server\"\n[sampling.annotate]\ntemperature = 0.7\nmax_tokens = 64\nconstrain = false\n[[domain]]\nname = \"x\"\ncorpus = \"c\"\n";
+        std::fs::write(&path, text).unwrap();
+        let c = SynthConfig::read(&path).unwrap();
+        assert_eq!(c.llm.structured, Structured::LlamaServer);
+        assert!(!c.sampling.annotate.constrain && c.sampling.clean.constrain);
+        std::fs::write(&path, text.replace("llama-server", "tgi")).unwrap();
+        assert!(SynthConfig::read(&path).unwrap_err().contains("tgi"));
     }
 
     #[test]

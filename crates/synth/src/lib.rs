@@ -54,6 +54,7 @@ pub fn build_llm(config: &LlmConfig) -> Result<Arc<dyn Llm>> {
             timeout: Duration::from_secs(config.timeout_secs),
             max_retries: config.max_retries,
             backoff: Duration::from_millis(config.backoff_ms),
+            structured: config.structured,
         })?),
     })
 }

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result, io};
 use crate::llm::{Llm, LlmError, Message, Sampling};
 use crate::prompts::{REASON, fill};
-use crate::runner::{Job, Unfinished, call_all};
+use crate::runner::{Call, Job, Unfinished, call_all};
 use crate::stages::{fields, text_answer};
 use crate::store::StageFile;
 
@@ -48,6 +48,8 @@ pub fn bright_sampling(max_tokens: usize) -> Sampling {
         top_k: None,
         max_tokens,
         prefill: None,
+        // Free text: there is no answer format to hold it to.
+        constrain: false,
     }
 }
 
@@ -137,17 +139,14 @@ impl QueryReasoner {
             }
         }
         let generated = jobs.len();
-        let stats = call_all(
-            "reasoning",
-            self.llm.as_ref(),
-            &self.sampling,
-            jobs,
-            &mut store,
-            None,
-            progress,
-            &|_, answer| text_answer("reasoning", answer),
-            Unfinished::Keep,
-        )?;
+        let call = Call {
+            stage: "reasoning",
+            sampling: &self.sampling,
+            answer: None,
+            unfinished: Unfinished::Keep,
+        };
+        let parse = |_: &Job, answer: &str| text_answer("reasoning", answer);
+        let stats = call_all(&call, self.llm.as_ref(), jobs, &mut store, None, progress, &parse)?;
         if stats.failed > 0 {
             let first = ids
                 .iter()

@@ -24,10 +24,10 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::Audit;
 use crate::error::{Error, Result, io};
-use crate::llm::{Llm, Message, Sampling};
+use crate::llm::{AnswerFormat, Llm, Message, Sampling};
 use crate::prompts::{Prompts, fill};
 use crate::run::derive_seed;
-use crate::runner::{Job, Unfinished, call_all};
+use crate::runner::{Call, Job, Unfinished, call_all};
 use crate::stages::annotate::{MAX_CHARS, parse_score};
 use crate::stages::fields;
 use crate::store::StageFile;
@@ -117,6 +117,8 @@ pub struct DomainRefine {
     pub false_positives: usize,
     /// Pairs without a usable score (a failed call, or no score in the answer): kept as they were.
     pub unjudged: usize,
+    /// Scores the embedded annotator had to force (the model gave none in time).
+    pub forced: usize,
     /// Records written; the others lost every positive or every negative.
     pub written: usize,
     pub no_positive: usize,
@@ -185,17 +187,13 @@ pub fn refine(
             s => fields([("score", json!(s))]),
         }
     };
-    let stats = call_all(
-        "refine",
-        llm,
-        &options.sampling,
-        jobs,
-        &mut store,
-        audit.as_ref(),
-        progress,
-        &parse,
-        Unfinished::Fail,
-    )?;
+    let call = Call {
+        stage: "refine",
+        sampling: &options.sampling,
+        answer: Some(AnswerFormat::Score1to5).filter(|_| options.sampling.constrain),
+        unfinished: Unfinished::Fail,
+    };
+    let stats = call_all(&call, llm, jobs, &mut store, audit.as_ref(), progress, &parse)?;
     let mut domains: BTreeMap<String, DomainRefine> = BTreeMap::new();
     let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for input in inputs {
@@ -266,11 +264,11 @@ fn refine_record(
     counts.records += 1;
     let query = record["query"].as_str().expect("checked at read");
     let mut score = |doc: &str| -> Option<i64> {
-        let s = store
+        let judgement = store
             .get(&pair_key(domain, query, doc))
-            .filter(|r| !r.contains_key("error"))
-            .and_then(|r| r["score"].as_i64())
-            .filter(|&s| s > 0);
+            .filter(|r| !r.contains_key("error"));
+        counts.forced += usize::from(judgement.is_some_and(|r| r.get("forced") == Some(&Value::Bool(true))));
+        let s = judgement.and_then(|r| r["score"].as_i64()).filter(|&s| s > 0);
         counts.unjudged += usize::from(s.is_none());
         s
     };
@@ -377,12 +375,19 @@ fn markdown(report: &RefineReport) -> String {
         "# synth refine\n\nAnnotator: {} · threshold {} · false negatives: {:?} · {} calls ({} failed: run again to retry)\n\n",
         report.llm, report.options.threshold, report.options.false_negatives, report.calls, report.failed_calls
     );
-    md.push_str("| domain | records | negatives | false negatives | % | positives checked | false positives | unjudged | written |\n|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| domain | records | negatives | false negatives | % | positives checked | false positives | unjudged | forced scores | written |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for (name, d) in &report.domains {
         let share = 100.0 * d.false_negatives as f64 / d.negatives.max(1) as f64;
         md.push_str(&format!(
-            "| {name} | {} | {} | {} | {share:.1} | {} | {} | {} | {} |\n",
-            d.records, d.negatives, d.false_negatives, d.positives_checked, d.false_positives, d.unjudged, d.written
+            "| {name} | {} | {} | {} | {share:.1} | {} | {} | {} | {} | {} |\n",
+            d.records,
+            d.negatives,
+            d.false_negatives,
+            d.positives_checked,
+            d.false_positives,
+            d.unjudged,
+            d.forced,
+            d.written
         ));
     }
     for (name, d) in &report.domains {
@@ -449,6 +454,7 @@ mod tests {
                 top_k: None,
                 max_tokens: 64,
                 prefill: None,
+                constrain: true,
             },
             false_negatives,
             check_positives: false,

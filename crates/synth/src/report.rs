@@ -32,7 +32,11 @@ pub struct LlmUsage {
     pub failed: usize,
     /// The failed calls whose answer was cut off.
     pub truncated: usize,
+    /// Finished answers the stage could not read.
     pub parse_failures: usize,
+    /// Answers whose verdict the embedded backend forced (the model ended,
+    /// or ran out of room, without one).
+    pub forced: usize,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     /// Sum of the calls' durations.
@@ -185,6 +189,7 @@ fn usage(file: &StageFile, runs: &[StageStats], stage: &str) -> LlmUsage {
         u.failed += usize::from(r.contains_key("error"));
         u.truncated += usize::from(truncated(r));
         u.parse_failures += usize::from(r.contains_key("parse_error"));
+        u.forced += usize::from(r.get("forced").and_then(Value::as_bool) == Some(true));
         u.prompt_tokens += count("prompt_tokens");
         u.completion_tokens += count("completion_tokens");
         u.call_seconds += llm
@@ -332,14 +337,15 @@ impl Report {
             };
             md += &format!("| {name} | {count} |\n");
         }
-        md += "\n## LLM calls\n\n| stage | calls | failed | of which truncated | parse failures | prompt tokens | completion tokens | wall s | req/s | tokens/s | overhead |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n## LLM calls\n\n| stage | calls | failed | of which truncated | parse failures | forced verdicts | prompt tokens | completion tokens | wall s | req/s | tokens/s | overhead |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for (stage, u) in &self.llm {
             md += &format!(
-                "| {stage} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2}% |\n",
+                "| {stage} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {:.2}% |\n",
                 u.calls,
                 u.failed,
                 u.truncated,
                 u.parse_failures,
+                u.forced,
                 u.prompt_tokens,
                 u.completion_tokens,
                 u.wall_seconds,

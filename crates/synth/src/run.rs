@@ -27,6 +27,12 @@ pub struct StageStats {
     pub stage: String,
     pub calls: usize,
     pub failed: usize,
+    /// Answers whose verdict the backend forced (embedded backend only).
+    #[serde(default)]
+    pub forced: usize,
+    /// Finished answers the stage could not read.
+    #[serde(default)]
+    pub parse_failures: usize,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     /// From the first call to the last answer.
@@ -63,6 +69,17 @@ impl Stage {
             Self::Mine => "mine",
             Self::Annotate => "annotate",
             Self::Format => "format",
+        }
+    }
+
+    /// The verdict format the stage's parser reads, which the backends
+    /// enforce unless `[sampling.<stage>] constrain = false`.
+    pub fn answer(self) -> Option<crate::llm::AnswerFormat> {
+        use crate::llm::AnswerFormat;
+        match self {
+            Self::Clean => Some(AnswerFormat::YesNo),
+            Self::Annotate => Some(AnswerFormat::Score1to5),
+            Self::Generate | Self::Reason | Self::Mine | Self::Format => None,
         }
     }
 

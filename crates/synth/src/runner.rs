@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::audit::Audit;
 use crate::error::Result;
-use crate::llm::{Completion, Llm, LlmError, Message, Request, Sampling};
+use crate::llm::{AnswerFormat, Completion, Llm, LlmError, Message, Request, Sampling};
 use crate::run::{Run, Stage, StageStats};
 use crate::store::{Record, StageFile};
 
@@ -66,17 +66,14 @@ pub fn run_jobs(
     progress: &mut dyn Progress,
     parse: &dyn Fn(&Job, &str) -> Record,
 ) -> Result<StageStats> {
-    let stats = call_all(
-        stage.name(),
-        llm,
-        run.config.sampling.of(stage).expect("an LLM stage"),
-        jobs,
-        store,
-        run.audit.as_ref(),
-        progress,
-        parse,
-        Unfinished::Fail,
-    )?;
+    let sampling = run.config.sampling.of(stage).expect("an LLM stage");
+    let call = Call {
+        stage: stage.name(),
+        sampling,
+        answer: stage.answer().filter(|_| sampling.constrain),
+        unfinished: Unfinished::Fail,
+    };
+    let stats = call_all(&call, llm, jobs, store, run.audit.as_ref(), progress, parse)?;
     run.log_stats(&stats)?;
     Ok(stats)
 }
@@ -92,18 +89,24 @@ pub(crate) enum Unfinished {
     Keep,
 }
 
-#[allow(clippy::too_many_arguments)] // the crate-internal core of `run_jobs`
+/// How every call of a stage (or of query reasoning, or refine) is made.
+pub(crate) struct Call<'a> {
+    pub stage: &'a str,
+    pub sampling: &'a Sampling,
+    pub answer: Option<AnswerFormat>,
+    pub unfinished: Unfinished,
+}
+
 pub(crate) fn call_all(
-    stage: &str,
+    call: &Call,
     llm: &dyn Llm,
-    sampling: &Sampling,
     jobs: Vec<Job>,
     store: &mut StageFile,
     audit: Option<&Audit>,
     progress: &mut dyn Progress,
     parse: &dyn Fn(&Job, &str) -> Record,
-    unfinished: Unfinished,
 ) -> Result<StageStats> {
+    let stage = call.stage;
     let already = store.done().count();
     progress.start(stage, already + jobs.len());
     progress.update(already);
@@ -130,8 +133,9 @@ pub(crate) fn call_all(
                     let Some(job) = jobs.get(i) else { break };
                     let request = Request {
                         messages: &job.messages,
-                        sampling,
+                        sampling: call.sampling,
                         seed: job.seed,
+                        answer: call.answer,
                     };
                     busy.lock().unwrap_or_else(|e| e.into_inner()).enter();
                     let start = Instant::now();
@@ -150,7 +154,16 @@ pub(crate) fn call_all(
         let receive = receive;
         for (finished, (i, answer, seconds)) in receive.iter().enumerate() {
             let job = &jobs[i];
-            let record = record_of(job, stage, llm.name(), &answer, seconds, parse, unfinished, &mut stats);
+            let record = record_of(
+                job,
+                stage,
+                llm.name(),
+                &answer,
+                seconds,
+                parse,
+                call.unfinished,
+                &mut stats,
+            );
             if let Some(audit) = audit {
                 audit.write(stage, &job.id, &job.messages, &answer, seconds)?;
             }
@@ -190,8 +203,15 @@ fn record_of(
         Ok(completion) => {
             stats.prompt_tokens += completion.prompt_tokens;
             stats.completion_tokens += completion.completion_tokens;
+            if completion.forced {
+                stats.forced += 1;
+                record.insert("forced".into(), Value::Bool(true));
+            }
             match completion.unfinished() {
-                None => record.extend(parse(job, &completion.text)),
+                None => {
+                    record.extend(parse(job, &completion.text));
+                    stats.parse_failures += usize::from(record.contains_key("parse_error"));
+                }
                 Some(_) if unfinished == Unfinished::Keep => {
                     record.extend(parse(job, &completion.text));
                     record.insert("truncated".into(), Value::Bool(true));

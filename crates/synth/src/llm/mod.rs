@@ -3,11 +3,15 @@
 //! [`Llm`], so any endpoint (vLLM, SGLang, llama-server, Ollama, OpenAI) or a
 //! local file plugs in alike.
 
+pub mod answer;
+mod decode;
 pub mod local;
 pub mod openai;
 pub mod template;
 
 use serde::{Deserialize, Serialize};
+
+pub use answer::AnswerFormat;
 
 /// One chat message in the OpenAI shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +51,14 @@ pub struct Sampling {
     /// returned text includes it.
     #[serde(default)]
     pub prefill: Option<String>,
+    /// Enforce the stage's answer format (a score or yes/no stage), so any
+    /// model ends in a parseable verdict; `false` leaves the model free.
+    #[serde(default = "enforced")]
+    pub constrain: bool,
+}
+
+fn enforced() -> bool {
+    true
 }
 
 /// A chat request: the messages, how to sample, and a seed that makes a
@@ -56,6 +68,8 @@ pub struct Request<'a> {
     pub messages: &'a [Message],
     pub sampling: &'a Sampling,
     pub seed: u64,
+    /// The format the answer must follow, if the backend can enforce it.
+    pub answer: Option<AnswerFormat>,
 }
 
 /// An answer with its token usage.
@@ -67,6 +81,10 @@ pub struct Completion {
     /// The answer stopped at `max_tokens` (or the end of the context)
     /// before the model ended it: OpenAI's `finish_reason: "length"`.
     pub truncated: bool,
+    /// The backend forced the verdict: the model ended, or ran out of
+    /// room, without one, or preferred another word where it was due.
+    /// Only the embedded backend knows; servers' grammars never say.
+    pub forced: bool,
 }
 
 impl Completion {
@@ -86,7 +104,7 @@ impl Completion {
 }
 
 /// Whether the last `<think>` of an answer has no `</think>` after it.
-fn open_reasoning(answer: &str) -> bool {
+pub(crate) fn open_reasoning(answer: &str) -> bool {
     match (answer.rfind("<think>"), answer.rfind("</think>")) {
         (Some(open), Some(close)) => open > close,
         (Some(_), None) => true,

@@ -13,7 +13,40 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Completion, Llm, LlmError, Request};
+use super::{AnswerFormat, Completion, Llm, LlmError, Request};
+
+/// How the server is told a stage's answer format. Servers ignore or refuse
+/// each other's fields, so the kind is named rather than guessed; with
+/// `None` the answer is only parsed, as a model free to ignore the rubric
+/// wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Structured {
+    /// No structured-output field (OpenAI, Ollama, unknown servers).
+    #[default]
+    None,
+    /// llama.cpp's llama-server: a GBNF `grammar`.
+    LlamaServer,
+    /// vLLM 0.11 and later: `structured_outputs.regex`.
+    Vllm,
+    /// vLLM before 0.12 (the field was removed there): `guided_regex`.
+    VllmLegacy,
+    /// SGLang: `regex`.
+    Sglang,
+}
+
+impl Structured {
+    /// Adds the server's constraint for `format` to a request body.
+    fn constrain(self, body: &mut Value, format: AnswerFormat, max_tokens: usize) {
+        match self {
+            Self::None => {}
+            Self::LlamaServer => body["grammar"] = json!(format.gbnf(max_tokens)),
+            Self::Vllm => body["structured_outputs"] = json!({ "regex": format.regex() }),
+            Self::VllmLegacy => body["guided_regex"] = json!(format.regex()),
+            Self::Sglang => body["regex"] = json!(format.regex()),
+        }
+    }
+}
 
 /// Where and how to call.
 #[derive(Debug, Clone)]
@@ -30,6 +63,8 @@ pub struct OpenAiConfig {
     pub max_retries: u32,
     /// The first back-off; it doubles with each retry, up to a minute.
     pub backoff: Duration,
+    /// The server's structured-output option, for stages that ask for a format.
+    pub structured: Structured,
 }
 
 pub struct OpenAi {
@@ -128,6 +163,9 @@ impl OpenAi {
             body["continue_final_message"] = json!(true);
             body["add_generation_prompt"] = json!(false);
         }
+        if let Some(format) = request.answer {
+            self.config.structured.constrain(&mut body, format, s.max_tokens);
+        }
         body
     }
 
@@ -187,6 +225,7 @@ impl OpenAi {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             truncated: choice.finish_reason.as_deref() == Some("length"),
+            forced: false,
         })
     }
 }
