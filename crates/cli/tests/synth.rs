@@ -554,3 +554,145 @@ fn synth_over_http_survives_kill_9_and_a_dead_server_then_resumes_without_loss_o
         100.0 * a["overhead"].as_f64().unwrap()
     );
 }
+
+fn reasonembed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .unwrap()
+}
+
+/// `synth refine` with the embedded SmolLM2: every graded negative of a small
+/// FlagEmbedding file gets a usable score (the format is enforced), the
+/// refined file keeps the records' other fields, and a rerun asks nothing.
+#[test]
+fn refine_grades_negatives_with_the_embedded_llm_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cranfield.jsonl");
+    let rows = [
+        serde_json::json!({"query": "boundary layer transition on a flat plate", "pos": ["transition of the laminar boundary layer on a flat plate"], "neg": ["the flutter of panels at supersonic speed", "boundary layer transition measured on flat plates in a wind tunnel"], "prompt": "p"}),
+        serde_json::json!({"query": "heat transfer at hypersonic speed", "pos": ["heat transfer to a blunt body at mach 8"], "neg": ["buckling of thin cylindrical shells"], "prompt": "p"}),
+    ];
+    let text: Vec<String> = rows.iter().map(Value::to_string).collect();
+    std::fs::write(&input, text.join("\n") + "\n").unwrap();
+    let out = dir.path().join("refine");
+    let args = [
+        "synth",
+        "refine",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-tokens",
+        "48",
+        "--false-negatives",
+        "to-positive",
+        "--quiet",
+    ];
+    let first = reasonembed(&args);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let d = &report["domains"]["cranfield"];
+    assert_eq!(
+        (d["negatives"].as_u64(), d["unjudged"].as_u64()),
+        (Some(3), Some(0)),
+        "{report}"
+    );
+    assert_eq!(report["calls"], 3);
+    let refined = std::fs::read_to_string(out.join("refined/cranfield.jsonl")).unwrap();
+    for line in refined.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["prompt"], "p");
+        let (pos, neg) = (r["pos"].as_array().unwrap().len(), r["neg"].as_array().unwrap().len());
+        assert!(pos >= 1 && neg >= 1);
+    }
+    assert!(
+        std::fs::read_to_string(out.join("report.md"))
+            .unwrap()
+            .contains("| cranfield | 2 | 3 |")
+    );
+    let again = reasonembed(&args);
+    assert!(again.status.success());
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["calls"], 0, "every judgement is reused");
+}
+
+/// Query-time reasoning and refine against a real llama-server (SmolLM2),
+/// with the score grammar: every negative graded, every query reasoned.
+#[test]
+#[ignore = "needs llama.cpp's llama-server: scripts/test-llm-server.sh"]
+fn reason_and_refine_work_against_llama_server() {
+    let server = LlamaServer::start(free_port());
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("aero.jsonl");
+    let row = serde_json::json!({"query": "wing flutter at transonic speed", "pos": ["flutter of wings near mach 1"], "neg": ["heat transfer in pipes", "transonic flutter of swept wings"]});
+    std::fs::write(&input, format!("{row}\n")).unwrap();
+    let out = dir.path().join("refine");
+    let refine = reasonembed(&[
+        "synth",
+        "refine",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--llm-url",
+        &url,
+        "--llm-model",
+        "smollm2",
+        "--llm-structured",
+        "llama-server",
+        "--max-tokens",
+        "64",
+        "--quiet",
+    ]);
+    assert!(refine.status.success(), "{}", String::from_utf8_lossy(&refine.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["domains"]["aero"]["unjudged"], 0, "{report}");
+    assert_eq!(report["failed_calls"], 0, "{report}");
+
+    let queries = dir.path().join("queries.jsonl");
+    std::fs::write(&queries, "{\"_id\": \"1\", \"text\": \"what similarity laws must be obeyed when constructing aeroelastic models of heated high speed aircraft .\"}\n").unwrap();
+    let qrels = dir.path().join("qrels.tsv");
+    std::fs::write(&qrels, "query-id\tcorpus-id\tscore\n1\t184\t2\n").unwrap();
+    let results = dir.path().join("eval");
+    let eval = reasonembed(&[
+        "eval",
+        "beir",
+        "--corpus",
+        cranfield().join("corpus.jsonl").to_str().unwrap(),
+        "--queries",
+        queries.to_str().unwrap(),
+        "--qrels",
+        qrels.to_str().unwrap(),
+        "--model",
+        "fixtures/models/tiny-bert",
+        "--hybrid",
+        "rrf",
+        "--reason",
+        "--llm-url",
+        &url,
+        "--llm-model",
+        "smollm2",
+        "--reason-max-tokens",
+        "32",
+        "--reason-cache",
+        dir.path().join("cache").to_str().unwrap(),
+        "--quiet",
+        "--out",
+        results.to_str().unwrap(),
+    ]);
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    let counts = &results["settings"]["reasoning"]["counts"];
+    assert_eq!(
+        (counts["generated"].as_u64(), counts["empty"].as_u64()),
+        (Some(1), Some(0)),
+        "{results}"
+    );
+    assert!(
+        results["settings"]["reasoning"]["llm_identity"]
+            .as_str()
+            .unwrap()
+            .starts_with("openai:")
+    );
+}

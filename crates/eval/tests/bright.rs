@@ -206,6 +206,7 @@ fn a_second_run_reuses_the_cached_corpus_embeddings() {
     };
     let first = evaluate_task(
         &minilm(EmbeddingCache::new(cache_dir.path().into())),
+        None,
         &data,
         "leetcode",
         &options,
@@ -228,6 +229,7 @@ fn a_second_run_reuses_the_cached_corpus_embeddings() {
     assert_eq!(before.len(), 2, "one entry for the documents, one for the queries");
     let second = evaluate_task(
         &minilm(EmbeddingCache::new(cache_dir.path().into())),
+        None,
         &data,
         "leetcode",
         &options,
@@ -250,6 +252,7 @@ fn bm25_runs_the_same_protocol() {
     };
     let result = evaluate_task(
         &Retriever::Bm25(Bm25Params::default()),
+        None,
         &data,
         "leetcode",
         &options,

@@ -104,8 +104,9 @@ pub struct PassageIndex {
     embeddings: Vec<f32>,
     /// (source, passage) of each embedding row.
     rows: Vec<(usize, usize)>,
-    /// Built from the stored terms on the first BM25 search.
-    bm25: std::sync::OnceLock<Bm25Index>,
+    /// Built from the stored terms on the first BM25 search (boxed: most
+    /// indexes never build it).
+    bm25: std::sync::OnceLock<Box<Bm25Index>>,
 }
 
 /// How a query is matched against the index.
@@ -380,7 +381,7 @@ impl PassageIndex {
                     }
                 })
                 .collect();
-            Bm25Index::from_analysed(&docs, Bm25Params::default())
+            Box::new(Bm25Index::from_analysed(&docs, Bm25Params::default()))
         })
     }
 

@@ -48,6 +48,9 @@ pub struct RefineOptions {
     /// below the threshold are removed (else only reported).
     pub check_positives: bool,
     pub drop_false_positives: bool,
+    /// Grade only the first N negatives of each record (mined lists are
+    /// ranked, so the hardest); the rest are kept unjudged. None: all.
+    pub negatives_per_query: Option<usize>,
     /// Scores at or above this are relevant.
     pub threshold: i64,
     pub seed: u64,
@@ -160,7 +163,7 @@ pub fn refine(
                 &["neg"]
             };
             for side in sides {
-                for doc in strings(record, side) {
+                for doc in graded(record, side, options) {
                     let id = pair_key(&input.domain, query, doc);
                     let too_long = query.chars().count() > MAX_CHARS || doc.chars().count() > MAX_CHARS;
                     if too_long || store.is_done(&id) || !planned.insert(id.clone()) {
@@ -237,6 +240,15 @@ fn pair_key(domain: &str, query: &str, doc: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The passages of `field` that are graded.
+fn graded<'a>(record: &'a Map<String, Value>, field: &str, options: &RefineOptions) -> impl Iterator<Item = &'a str> {
+    let limit = match field {
+        "neg" => options.negatives_per_query.unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    };
+    strings(record, field).take(limit)
+}
+
 fn strings<'a>(record: &'a Map<String, Value>, field: &str) -> impl Iterator<Item = &'a str> {
     record[field].as_array().into_iter().flatten().filter_map(Value::as_str)
 }
@@ -286,8 +298,10 @@ fn refine_record(
             _ => pos.push((doc, s)),
         }
     }
-    for (doc, s) in passages(record, "neg") {
-        match score(&doc) {
+    let limit = options.negatives_per_query.unwrap_or(usize::MAX);
+    for (i, (doc, s)) in passages(record, "neg").into_iter().enumerate() {
+        let graded = if i < limit { score(&doc) } else { None };
+        match graded {
             Some(g) if g >= options.threshold => {
                 found.push(("false_negative", doc.clone(), g));
                 if options.false_negatives == FalseNegatives::ToPositive {
@@ -297,7 +311,7 @@ fn refine_record(
             _ => neg.push((doc, s)),
         }
     }
-    counts.negatives += strings(record, "neg").count();
+    counts.negatives += graded(record, "neg", options).count();
     if options.check_positives {
         counts.positives_checked += strings(record, "pos").count();
     }
@@ -457,6 +471,7 @@ mod tests {
                 constrain: true,
             },
             false_negatives,
+            negatives_per_query: None,
             check_positives: false,
             drop_false_positives: false,
             threshold: 3,
@@ -569,6 +584,23 @@ mod tests {
                 .lines()
                 .count(),
             3
+        );
+        let mut first = options(FalseNegatives::Drop);
+        first.negatives_per_query = Some(1);
+        let one = refine(
+            std::slice::from_ref(&input),
+            &llm,
+            "fake",
+            &first,
+            &dir.path().join("one"),
+            false,
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(
+            (one.calls, one.domains["x"].negatives),
+            (1, 1),
+            "only the first negative is graded"
         );
         let err = refine(&[input], &llm, "another-llm", &opts, &out, false, &mut Silent).unwrap_err();
         assert!(err.to_string().contains("other settings"), "{err}");

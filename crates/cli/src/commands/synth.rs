@@ -84,6 +84,10 @@ struct RefineArgs {
     /// Remove positives scored below --threshold.
     #[arg(long, requires = "check_positives")]
     drop_false_positives: bool,
+    /// Grade only the first N negatives of each record (mined lists are ranked: the hardest
+    /// first); the others are kept as they are [default: all].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    negatives_per_query: Option<u64>,
     /// Scores at or above this are relevant (stage 4's split: 3).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..=5))]
     threshold: i64,
@@ -130,6 +134,9 @@ fn refine(args: RefineArgs) -> Result<()> {
             FalseNegativesArg::Drop => FalseNegatives::Drop,
             FalseNegativesArg::ToPositive => FalseNegatives::ToPositive,
         },
+        negatives_per_query: args
+            .negatives_per_query
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         check_positives: args.check_positives,
         drop_false_positives: args.drop_false_positives,
         threshold: args.threshold,
