@@ -696,3 +696,64 @@ fn reason_and_refine_work_against_llama_server() {
             .starts_with("openai:")
     );
 }
+
+/// `synth refine --beir --mine`: judged documents become positives, the
+/// embedder mines the negatives the embedded annotator then grades.
+#[test]
+fn refine_takes_a_beir_collection_and_mines_its_negatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let beir = dir.path().join("aero");
+    std::fs::create_dir_all(beir.join("qrels")).unwrap();
+    let docs = [
+        ("d1", "flutter of swept wings near mach one"),
+        ("d2", "heat transfer in pipes"),
+        ("d3", "buckling of thin shells under pressure"),
+        ("d4", "transonic flutter boundaries of wings"),
+    ];
+    let corpus: Vec<String> = docs
+        .iter()
+        .map(|(id, text)| serde_json::json!({"_id": id, "text": text}).to_string())
+        .collect();
+    std::fs::write(beir.join("corpus.jsonl"), corpus.join("\n") + "\n").unwrap();
+    std::fs::write(
+        beir.join("queries.jsonl"),
+        "{\"_id\": \"q1\", \"text\": \"wing flutter at transonic speed\"}\n{\"_id\": \"q2\", \"text\": \"no judgement\"}\n",
+    )
+    .unwrap();
+    std::fs::write(beir.join("qrels/train.tsv"), "query-id\tcorpus-id\tscore\nq1\td1\t1\n").unwrap();
+    let out = dir.path().join("refine");
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-bert");
+    let run = reasonembed(&[
+        "synth",
+        "refine",
+        "--beir",
+        beir.to_str().unwrap(),
+        "--mine",
+        "2",
+        "--mine-model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-tokens",
+        "48",
+        "--quiet",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let d = &report["domains"]["aero"];
+    assert_eq!(
+        (d["records"].as_u64(), d["negatives"].as_u64()),
+        (Some(1), Some(2)),
+        "{report}"
+    );
+    assert_eq!(report["calls"], 2);
+    let no_mine = reasonembed(&[
+        "synth",
+        "refine",
+        "--beir",
+        beir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&no_mine.stderr).contains("--mine"));
+}

@@ -13,11 +13,19 @@
 //! `report.md` (counts per domain and examples), and `audit.jsonl` if asked.
 //! Every other field of a record is kept as it is; `pos_scores` and
 //! `neg_scores`, when present, follow their passages.
+//!
+//! The input is FlagEmbedding JSONL ([`Input::read`]) or a BEIR collection
+//! ([`Input::from_beir`]: judged documents as positives); negatives can be
+//! mined anew with an embedder ([`Input::mine_negatives`]), which a BEIR
+//! input needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use reasonembed_data::{Progress, atomic};
+use reasonembed_data::{BeirDataset, Progress, atomic};
+use reasonembed_models::{Embedder, EncodeOptions, Prompt};
+use reasonembed_search::cache::EmbeddingCache;
+use reasonembed_search::topk;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -68,6 +76,112 @@ pub struct Input {
 impl Input {
     /// Reads FlagEmbedding JSONL: every line an object with a string `query`
     /// and string lists `pos` and `neg`; errors name the file, line and field.
+    /// Training records from a BEIR collection: each judged query (relevance
+    /// ≥ `min_relevance`) with its judged documents as positives and no
+    /// negatives yet ([`Input::mine_negatives`] finds them).
+    pub fn from_beir(source: &Path, dataset: &BeirDataset, domain: &str, min_relevance: i64) -> Self {
+        let texts: HashMap<&str, &str> = dataset
+            .corpus
+            .iter()
+            .map(|d| (d.id.as_str(), d.text.as_str()))
+            .collect();
+        let records = dataset
+            .queries
+            .iter()
+            .enumerate()
+            .filter_map(|(n, q)| {
+                let judged = dataset.qrels.get(&q.id)?;
+                let pos: Vec<&str> = judged
+                    .iter()
+                    .filter(|&(_, &rel)| rel >= min_relevance)
+                    .filter_map(|(doc, _)| texts.get(doc.as_str()).copied())
+                    .collect();
+                if pos.is_empty() {
+                    return None;
+                }
+                let record = json!({"query": q.text, "pos": pos, "neg": []});
+                Some((n + 1, record.as_object().expect("an object").clone()))
+            })
+            .collect();
+        Self {
+            path: source.into(),
+            domain: domain.into(),
+            records,
+        }
+    }
+
+    /// Replaces every record's negatives by the embedder's best `n`
+    /// passages of `corpus` that are neither among its positives nor the
+    /// query itself (exact search; corpus vectors through `cache`).
+    pub fn mine_negatives(
+        &mut self,
+        corpus: &[&str],
+        embedder: &Embedder,
+        cache: &EmbeddingCache,
+        n: usize,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        progress.start("refine: corpus", corpus.len());
+        let docs = cache.embed(embedder, corpus, &EncodeOptions::document(), |done, _| {
+            progress.update(done)
+        })?;
+        progress.finish();
+        let queries: Vec<&str> = self
+            .records
+            .iter()
+            .map(|(_, r)| r["query"].as_str().expect("checked"))
+            .collect();
+        progress.start("refine: queries", queries.len());
+        let embedded = embedder.encode(&queries, &EncodeOptions::query(Prompt::Auto), |done, _| {
+            progress.update(done)
+        })?;
+        progress.finish();
+        // Deep enough that n survive dropping the positives and the query
+        // (copies of a text anywhere in the corpus included).
+        let mut copies: HashMap<&str, usize> = HashMap::new();
+        corpus.iter().for_each(|t| *copies.entry(*t).or_default() += 1);
+        let mut depth = n;
+        let mut skip: Vec<HashSet<&str>> = Vec::with_capacity(self.records.len());
+        for (_, r) in &self.records {
+            let set: HashSet<&str> = strings(r, "pos")
+                .chain([r["query"].as_str().expect("checked")])
+                .collect();
+            let skipped: usize = set.iter().map(|t| copies.get(t).copied().unwrap_or(0)).sum();
+            depth = depth.max(n + skipped);
+            skip.push(set);
+        }
+        let none = vec![HashSet::new(); queries.len()];
+        let hits = topk::search(&embedded.data, &docs.data, docs.dim, depth, &none);
+        let mined: Vec<Vec<Value>> = hits
+            .iter()
+            .zip(&skip)
+            .map(|(hits, skip)| {
+                hits.iter()
+                    .map(|h| corpus[h.index as usize])
+                    .filter(|t| !skip.contains(t))
+                    .take(n)
+                    .map(|t| json!(t))
+                    .collect()
+            })
+            .collect();
+        for ((_, record), neg) in self.records.iter_mut().zip(mined) {
+            record.insert("neg".into(), Value::Array(neg));
+            record.remove("neg_scores");
+        }
+        Ok(())
+    }
+
+    /// Every distinct passage of the records, in order of appearance: the
+    /// corpus to mine from when none is given.
+    pub fn passages(&self) -> Vec<&str> {
+        let mut seen = HashSet::new();
+        self.records
+            .iter()
+            .flat_map(|(_, r)| strings(r, "pos").chain(strings(r, "neg")))
+            .filter(|p| seen.insert(*p))
+            .collect()
+    }
+
     pub fn read(path: &Path, domain: &str) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         let mut records = Vec::new();
@@ -622,5 +736,49 @@ mod tests {
             let err = Input::read(&path, "d").err().unwrap().to_string();
             assert!(err.contains("bad.jsonl:2") && err.contains(field), "{err}");
         }
+    }
+
+    #[test]
+    fn beir_judgements_become_positives_and_mined_negatives_skip_them() {
+        use reasonembed_data::{Document, Query};
+        let doc = |id: &str, text: &str| Document {
+            id: id.into(),
+            text: text.into(),
+        };
+        let dataset = BeirDataset {
+            corpus: vec![
+                doc("d1", "flutter of swept wings"),
+                doc("d2", "wing flutter at transonic speed"),
+                doc("d3", "heat transfer in pipes"),
+                doc("d4", "buckling of shells"),
+                doc("d5", "wing flutter at transonic speed"),
+            ],
+            queries: vec![
+                Query {
+                    id: "q1".into(),
+                    text: "wing flutter at transonic speed".into(),
+                },
+                Query {
+                    id: "q2".into(),
+                    text: "unjudged".into(),
+                },
+            ],
+            qrels: [("q1".to_string(), [("d1".to_string(), 2), ("d3".to_string(), 0)].into())].into(),
+        };
+        let mut input = Input::from_beir(Path::new("cran"), &dataset, "aero", 1);
+        assert_eq!(input.records.len(), 1, "only judged queries with a positive");
+        assert_eq!(input.records[0].1["pos"], json!(["flutter of swept wings"]));
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/tiny-bert");
+        let embedder = Embedder::from_spec(model.to_str().unwrap(), Default::default()).unwrap();
+        let corpus: Vec<&str> = dataset.corpus.iter().map(|d| d.text.as_str()).collect();
+        input
+            .mine_negatives(&corpus, &embedder, &EmbeddingCache::disabled(), 2, &mut Silent)
+            .unwrap();
+        let neg = input.records[0].1["neg"].as_array().unwrap().clone();
+        // Neither the positive nor either copy of the query's own text.
+        assert_eq!(neg.len(), 2);
+        let mut neg: Vec<&str> = neg.iter().map(|v| v.as_str().unwrap()).collect();
+        neg.sort();
+        assert_eq!(neg, ["buckling of shells", "heat transfer in pipes"]);
     }
 }

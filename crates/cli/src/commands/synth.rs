@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
-use reasonembed_models::EmbedderOptions;
+use anyhow::{Context, Result, anyhow};
+use reasonembed_data::BeirDataset;
+use reasonembed_models::{Embedder, EmbedderOptions};
 use reasonembed_search::cache::EmbeddingCache;
 use reasonembed_synth::config::{Backend, StageSampling};
 use reasonembed_synth::refine::{FalseNegatives, Input, RefineOptions};
@@ -66,8 +67,29 @@ enum Command {
 struct RefineArgs {
     /// FlagEmbedding JSONL files (`query`, `pos`, `neg`, other fields kept); each is a domain
     /// named by its file stem unless --domain says otherwise.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(value_name = "FILE", required_unless_present = "beir", conflicts_with = "beir")]
     inputs: Vec<PathBuf>,
+    /// A BEIR folder instead (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): judged documents
+    /// are the positives, and negatives are mined (--mine).
+    #[arg(long, value_name = "DIR", requires = "mine")]
+    beir: Option<PathBuf>,
+    /// The BEIR qrels split.
+    #[arg(long, default_value = "train", requires = "beir")]
+    split: String,
+    /// The smallest BEIR judgement that makes a positive.
+    #[arg(long, default_value_t = 1, requires = "beir")]
+    min_relevance: i64,
+    /// Mine N negatives per query anew with --mine-model (exact search, positives and the query
+    /// left out) before grading, replacing the records' own.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    mine: Option<u64>,
+    /// The embedder that mines (a folder, a built-in name or a Hub id).
+    #[arg(long, value_name = "MODEL", default_value = reasonembed_models::source::DEFAULT_MODEL, requires = "mine")]
+    mine_model: String,
+    /// The corpus to mine from (JSONL documents) [default: the BEIR corpus, or every passage of
+    /// the input file].
+    #[arg(long, value_name = "FILE", requires = "mine")]
+    corpus: Option<PathBuf>,
     /// The run folder (judgements, refined files, report).
     #[arg(long, short)]
     out: PathBuf,
@@ -116,16 +138,54 @@ enum FalseNegativesArg {
     ToPositive,
 }
 
+/// The inputs of `refine`, negatives mined anew if asked.
+fn refine_inputs(args: &RefineArgs, bars: &mut Bars) -> Result<Vec<Input>> {
+    let domain_of = |path: &std::path::Path| {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        args.domain.clone().or(stem).unwrap_or_else(|| "generic".into())
+    };
+    let mut beir_corpus = Vec::new();
+    let mut inputs = match &args.beir {
+        Some(dir) => {
+            let dataset = BeirDataset::open(dir, &args.split)?;
+            let input = Input::from_beir(dir, &dataset, &domain_of(dir), args.min_relevance);
+            beir_corpus = dataset.corpus.into_iter().map(|d| d.text).collect();
+            vec![input]
+        }
+        None => args
+            .inputs
+            .iter()
+            .map(|path| Input::read(path, &domain_of(path)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let Some(n) = args.mine else { return Ok(inputs) };
+    let embedder = Embedder::from_spec(&args.mine_model, EmbedderOptions::default())
+        .with_context(|| format!("cannot load model '{}'", args.mine_model))?;
+    let cache = EmbeddingCache::new(reasonembed_models::source::cache_dir().join("embeddings"));
+    let given: Option<Vec<String>> = match &args.corpus {
+        Some(path) => Some(
+            reasonembed_data::retrieval::read_corpus(path)?
+                .into_iter()
+                .map(|d| d.text)
+                .collect(),
+        ),
+        None => (!beir_corpus.is_empty()).then_some(beir_corpus),
+    };
+    for input in &mut inputs {
+        let corpus: Vec<String> = match &given {
+            Some(texts) => texts.clone(),
+            None => input.passages().into_iter().map(String::from).collect(),
+        };
+        let refs: Vec<&str> = corpus.iter().map(String::as_str).collect();
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        input.mine_negatives(&refs, &embedder, &cache, n, bars)?;
+    }
+    Ok(inputs)
+}
+
 fn refine(args: RefineArgs) -> Result<()> {
-    let inputs = args
-        .inputs
-        .iter()
-        .map(|path| {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-            let domain = args.domain.clone().or(stem).unwrap_or_else(|| "generic".into());
-            Input::read(path, &domain)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut bars = Bars::new(args.quiet);
+    let inputs = refine_inputs(&args, &mut bars)?;
     let mut sampling = StageSampling::default().annotate;
     sampling.max_tokens = usize::try_from(args.max_tokens).unwrap_or(usize::MAX);
     let options = RefineOptions {
@@ -144,7 +204,6 @@ fn refine(args: RefineArgs) -> Result<()> {
         examples: args.examples,
     };
     let (llm, identity) = args.llm.load()?;
-    let mut bars = Bars::new(args.quiet);
     let report = reasonembed_synth::refine::refine(
         &inputs,
         llm.as_ref(),
