@@ -61,8 +61,8 @@ pub fn build_llm(config: &LlmConfig) -> Result<Arc<dyn Llm>> {
 
 /// The identity key of the LLM a config names: everything that decides its
 /// answers besides prompt and sampling (backend, model, and for a local
-/// model the digest of its file's bytes; a server is trusted to serve what
-/// its model name says).
+/// model the digest of its file's bytes; for a server the model name and
+/// its URLs: another server may serve other weights under the same name).
 pub fn llm_identity(config: &LlmConfig) -> Result<String> {
     Ok(match config.backend {
         Backend::Local => {
@@ -70,7 +70,7 @@ pub fn llm_identity(config: &LlmConfig) -> Result<String> {
             let digest = reasonembed_models::identity::files_fingerprint(&[path])?;
             format!("local:{digest}")
         }
-        Backend::Openai => format!("openai:{}", config.model),
+        Backend::Openai => format!("openai:{}@{}", config.model, config.base_urls.join(",")),
     })
 }
 
