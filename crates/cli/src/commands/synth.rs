@@ -51,7 +51,7 @@ enum Command {
     Status(Common),
     /// Grade the negatives (and optionally positives) of training data you already have with
     /// the annotator, and write it back without its false negatives.
-    Refine(RefineArgs),
+    Refine(Box<RefineArgs>),
 }
 
 /// `synth refine`: FlagEmbedding JSONL in, the same without false negatives out.
@@ -288,7 +288,7 @@ pub fn run(args: Args) -> Result<()> {
         Command::Mine(c) => (Some(Stage::Mine), c),
         Command::Annotate(c) => (Some(Stage::Annotate), c),
         Command::Format(c) => (Some(Stage::Format), c),
-        Command::Refine(a) => return refine(a),
+        Command::Refine(a) => return refine(*a),
         Command::Status(c) => {
             let run = Run::open(c.config()?)?;
             print_status(&reasonembed_synth::report::status(&run)?);
