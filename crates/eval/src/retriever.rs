@@ -134,30 +134,18 @@ pub struct DenseRetriever {
 }
 
 impl Retriever {
-    /// What a report records of this retriever: the model as given (`spec`),
-    /// its settings and identity and the per-side max lengths, or BM25's
-    /// parameters.
+    /// What a report records of this retriever: the embedder's description,
+    /// BM25's parameters, or both with the fusion.
     pub fn describe(&self, spec: &str) -> Result<serde_json::Value> {
         Ok(match self {
-            Self::Dense(d) => serde_json::json!({
-                "spec": spec,
-                "info": d.embedder.info(),
-                "identity": d.embedder.identity()?,
-                "query_max_length": d.query_max_length,
-                "doc_max_length": d.doc_max_length,
-                "batch_size": d.batch_size,
-            }),
+            Self::Dense(d) => d.describe(spec)?,
             Self::Bm25(p) => serde_json::json!({ "spec": "bm25", "k1": p.k1, "b": p.b }),
-            Self::Hybrid { dense, bm25, fusion } => serde_json::json!({
-                "spec": spec,
-                "info": dense.embedder.info(),
-                "identity": dense.embedder.identity()?,
-                "query_max_length": dense.query_max_length,
-                "doc_max_length": dense.doc_max_length,
-                "batch_size": dense.batch_size,
-                "bm25": { "k1": bm25.k1, "b": bm25.b },
-                "fusion": fusion.to_string(),
-            }),
+            Self::Hybrid { dense, bm25, fusion } => {
+                let mut described = dense.describe(spec)?;
+                described["bm25"] = serde_json::json!({ "k1": bm25.k1, "b": bm25.b });
+                described["fusion"] = fusion.to_string().into();
+                described
+            }
         })
     }
 
@@ -241,6 +229,19 @@ fn bm25(
 }
 
 impl DenseRetriever {
+    /// The model as given (`spec`), its settings and identity, and the
+    /// per-side max lengths.
+    fn describe(&self, spec: &str) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "spec": spec,
+            "info": self.embedder.info(),
+            "identity": self.embedder.identity()?,
+            "query_max_length": self.query_max_length,
+            "doc_max_length": self.doc_max_length,
+            "batch_size": self.batch_size,
+        }))
+    }
+
     fn retrieve(
         &self,
         corpus: &Corpus,

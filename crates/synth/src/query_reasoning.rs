@@ -130,11 +130,12 @@ impl QueryReasoner {
         let mut store = StageFile::open(&self.cache)?;
         let ids: Vec<String> = queries.iter().map(|q| query_id(q)).collect();
         let mut jobs: Vec<Job> = Vec::new();
+        let mut asked = std::collections::HashSet::new();
         let mut cached = 0;
         for (query, id) in queries.iter().zip(&ids) {
             if store.is_done(id) {
                 cached += 1;
-            } else if !jobs.iter().any(|j| &j.id == id) {
+            } else if asked.insert(id) {
                 jobs.push(self.job(query, id));
             }
         }
@@ -164,16 +165,17 @@ impl QueryReasoner {
         counts.queries += queries.len();
         counts.cached += cached;
         counts.generated += generated;
-        queries
+        let reasoned = queries
             .iter()
             .zip(&ids)
             .map(|(query, id)| {
                 let record = store.get(id).expect("every query answered above");
                 counts.truncated += usize::from(record.get("truncated").is_some_and(|t| t == true));
                 let reasoning = record.get("reasoning").and_then(|r| r.as_str()).unwrap_or("");
-                Ok(self.augmented(query, reasoning, &mut counts))
+                self.augmented(query, reasoning, &mut counts)
             })
-            .collect()
+            .collect();
+        Ok(reasoned)
     }
 
     /// Exclusive use of the cache file until the returned file is dropped.

@@ -5,9 +5,9 @@
 //! a negative scored at or above the threshold (3, as stage 4 splits labels)
 //! is removed or moved to the positives.
 //!
-//! The run folder holds `refine.json` (the settings: a rerun with other
-//! settings is refused, so no judgement is reused under another LLM, prompt
-//! or sampling), `judgements.jsonl` (one line per graded pair, appended as it
+//! The run folder holds `refine.json` (the settings that decide a
+//! judgement: a rerun with others is refused, so no judgement is reused
+//! under another LLM, prompt or sampling), `judgements.jsonl` (one line per graded pair, appended as it
 //! arrives: a killed run resumes; a failed call is retried by the next run),
 //! `refined/<domain>.jsonl` (written whole and atomically), `report.json` and
 //! `report.md` (counts per domain and examples), and `audit.jsonl` if asked.
@@ -467,14 +467,15 @@ fn refine_record(
     Some(out)
 }
 
-/// Records the settings in `refine.json`, or refuses a folder whose
-/// judgements were made under other settings.
+/// Records the settings that decide a judgement (the annotator, its
+/// sampling, the seed) in `refine.json`, or refuses a folder whose judgements
+/// were made under others. The threshold only splits the scores: a rerun
+/// with another one asks nothing again.
 fn claim_folder(out: &Path, llm_identity: &str, options: &RefineOptions) -> Result<()> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     let settings = json!({
         "llm": llm_identity,
         "sampling": options.sampling,
-        "threshold": options.threshold,
         "seed": options.seed,
         "prompts_version": 1,
     });
@@ -715,6 +716,22 @@ mod tests {
             (one.calls, one.domains["x"].negatives),
             (1, 1),
             "only the first negative is graded"
+        );
+        let mut strict = options(FalseNegatives::Drop);
+        strict.threshold = 5;
+        let resplit = refine(
+            std::slice::from_ref(&input),
+            &llm,
+            "fake",
+            &strict,
+            &out,
+            false,
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(
+            resplit.calls, 1,
+            "another threshold re-asks only the pair that keeps failing"
         );
         let err = refine(&[input], &llm, "another-llm", &opts, &out, false, &mut Silent).unwrap_err();
         assert!(err.to_string().contains("other settings"), "{err}");
