@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result, io};
 use crate::llm::{Llm, LlmError, Message, Sampling};
 use crate::prompts::{REASON, fill};
+use crate::run::derive_seed;
 use crate::runner::{Call, Job, Unfinished, call_all};
 use crate::stages::{fields, text_answer};
 use crate::store::StageFile;
@@ -194,7 +195,7 @@ impl QueryReasoner {
         Job {
             id: id.into(),
             messages: vec![Message::user(fill(&self.prompt, &[("query", &one_line)]))],
-            seed: u64::from_le_bytes(Sha256::digest(id.as_bytes())[..8].try_into().expect("8 bytes")),
+            seed: derive_seed(0, &["reasoning", id]),
             fields: fields([("query", json!(query))]),
         }
     }

@@ -182,6 +182,11 @@ impl Input {
             .collect()
     }
 
+    /// The annotation prompt its domain grades with (stage 3's).
+    fn rubric(&self) -> String {
+        Prompts::for_domain(&self.domain, &self.domain, None).annotate
+    }
+
     pub fn read(path: &Path, domain: &str) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         let mut records = Vec::new();
@@ -268,7 +273,7 @@ pub fn refine(
     let mut jobs: Vec<Job> = Vec::new();
     let mut planned = std::collections::HashSet::new();
     for input in inputs {
-        let rubric = Prompts::for_domain(&input.domain, &input.domain, None).annotate;
+        let rubric = input.rubric();
         for (_, record) in &input.records {
             let query = record["query"].as_str().expect("checked at read");
             let sides: &[&str] = if options.check_positives {
@@ -278,7 +283,7 @@ pub fn refine(
             };
             for side in sides {
                 for doc in graded(record, side, options) {
-                    let id = pair_key(&input.domain, query, doc);
+                    let id = pair_key(&rubric, query, doc);
                     let too_long = query.chars().count() > MAX_CHARS || doc.chars().count() > MAX_CHARS;
                     if too_long || store.is_done(&id) || !planned.insert(id.clone()) {
                         continue;
@@ -316,8 +321,9 @@ pub fn refine(
     for input in inputs {
         let counts = domains.entry(input.domain.clone()).or_default();
         let lines = files.entry(input.domain.clone()).or_default();
+        let rubric = input.rubric();
         for (_, record) in &input.records {
-            if let Some(refined) = refine_record(record, &input.domain, &store, options, counts) {
+            if let Some(refined) = refine_record(record, &rubric, &store, options, counts) {
                 lines.push(serde_json::to_string(&refined).expect("JSON values serialise"));
             }
         }
@@ -344,10 +350,11 @@ pub fn refine(
     Ok(report)
 }
 
-/// A judgement's id: the domain (its rubric), the query and the passage.
-fn pair_key(domain: &str, query: &str, doc: &str) -> String {
+/// A judgement's id: the rubric template (so another domain or another
+/// wording of the prompt is another judgement), the query and the passage.
+fn pair_key(rubric: &str, query: &str, doc: &str) -> String {
     let mut hasher = Sha256::new();
-    for part in [domain, query, doc] {
+    for part in [rubric, query, doc] {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
@@ -382,7 +389,7 @@ fn passages(record: &Map<String, Value>, field: &str) -> Vec<Passage> {
 /// dropped if asked), or None when it is left without a positive or a negative.
 fn refine_record(
     record: &Map<String, Value>,
-    domain: &str,
+    rubric: &str,
     store: &StageFile,
     options: &RefineOptions,
     counts: &mut DomainRefine,
@@ -391,7 +398,7 @@ fn refine_record(
     let query = record["query"].as_str().expect("checked at read");
     let mut score = |doc: &str| -> Option<i64> {
         let judgement = store
-            .get(&pair_key(domain, query, doc))
+            .get(&pair_key(rubric, query, doc))
             .filter(|r| !r.contains_key("error"));
         counts.forced += usize::from(judgement.is_some_and(|r| r.get("forced") == Some(&Value::Bool(true))));
         let s = judgement.and_then(|r| r["score"].as_i64()).filter(|&s| s > 0);
@@ -477,7 +484,6 @@ fn claim_folder(out: &Path, llm_identity: &str, options: &RefineOptions) -> Resu
         "llm": llm_identity,
         "sampling": options.sampling,
         "seed": options.seed,
-        "prompts_version": 1,
     });
     let path = out.join("refine.json");
     match std::fs::read_to_string(&path) {
@@ -575,6 +581,26 @@ mod tests {
         }
     }
 
+    /// One `refine` of `input` into `out`, silently.
+    fn run(
+        input: &Input,
+        llm: &FakeAnnotator,
+        identity: &str,
+        options: &RefineOptions,
+        out: &Path,
+        audit: bool,
+    ) -> Result<RefineReport> {
+        refine(
+            std::slice::from_ref(input),
+            llm,
+            identity,
+            options,
+            out,
+            audit,
+            &mut Silent,
+        )
+    }
+
     fn options(false_negatives: FalseNegatives) -> RefineOptions {
         RefineOptions {
             sampling: Sampling {
@@ -622,16 +648,7 @@ mod tests {
             calls: AtomicUsize::new(0),
         };
         let out = dir.path().join("drop");
-        let report = refine(
-            std::slice::from_ref(&input),
-            &llm,
-            "fake",
-            &options(FalseNegatives::Drop),
-            &out,
-            false,
-            &mut Silent,
-        )
-        .unwrap();
+        let report = run(&input, &llm, "fake", &options(FalseNegatives::Drop), &out, false).unwrap();
         let d = &report.domains["biology"];
         assert_eq!((d.negatives, d.false_negatives, d.unjudged), (4, 2, 1));
         // q2 lost its only negative: not written.
@@ -647,7 +664,7 @@ mod tests {
         let mut opts = options(FalseNegatives::ToPositive);
         opts.check_positives = true;
         opts.drop_false_positives = true;
-        let report = refine(&[input], &llm, "fake", &opts, &out, false, &mut Silent).unwrap();
+        let report = run(&input, &llm, "fake", &opts, &out, false).unwrap();
         let r = refined(&out);
         assert_eq!(r[0]["pos"], json!(["p answer", "an answer too"]));
         assert_eq!(r[0]["neg_scores"], json!([0.1, 0.5]));
@@ -671,27 +688,9 @@ mod tests {
         };
         let out = dir.path().join("out");
         let opts = options(FalseNegatives::Drop);
-        let report = refine(
-            std::slice::from_ref(&input),
-            &llm,
-            "fake",
-            &opts,
-            &out,
-            true,
-            &mut Silent,
-        )
-        .unwrap();
+        let report = run(&input, &llm, "fake", &opts, &out, true).unwrap();
         assert_eq!((report.calls, report.failed_calls), (2, 1));
-        let again = refine(
-            std::slice::from_ref(&input),
-            &llm,
-            "fake",
-            &opts,
-            &out,
-            true,
-            &mut Silent,
-        )
-        .unwrap();
+        let again = run(&input, &llm, "fake", &opts, &out, true).unwrap();
         assert_eq!(again.calls, 1, "only the failed call is retried");
         assert_eq!(
             std::fs::read_to_string(out.join("audit.jsonl"))
@@ -702,16 +701,7 @@ mod tests {
         );
         let mut first = options(FalseNegatives::Drop);
         first.negatives_per_query = Some(1);
-        let one = refine(
-            std::slice::from_ref(&input),
-            &llm,
-            "fake",
-            &first,
-            &dir.path().join("one"),
-            false,
-            &mut Silent,
-        )
-        .unwrap();
+        let one = run(&input, &llm, "fake", &first, &dir.path().join("one"), false).unwrap();
         assert_eq!(
             (one.calls, one.domains["x"].negatives),
             (1, 1),
@@ -719,21 +709,12 @@ mod tests {
         );
         let mut strict = options(FalseNegatives::Drop);
         strict.threshold = 5;
-        let resplit = refine(
-            std::slice::from_ref(&input),
-            &llm,
-            "fake",
-            &strict,
-            &out,
-            false,
-            &mut Silent,
-        )
-        .unwrap();
+        let resplit = run(&input, &llm, "fake", &strict, &out, false).unwrap();
         assert_eq!(
             resplit.calls, 1,
             "another threshold re-asks only the pair that keeps failing"
         );
-        let err = refine(&[input], &llm, "another-llm", &opts, &out, false, &mut Silent).unwrap_err();
+        let err = run(&input, &llm, "another-llm", &opts, &out, false).unwrap_err();
         assert!(err.to_string().contains("other settings"), "{err}");
     }
 
