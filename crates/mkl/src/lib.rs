@@ -202,6 +202,15 @@ pub enum BLayout {
     NByK,
 }
 
+/// How `A` of a GEMM is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ALayout {
+    /// `A` is `m × k`: `C = A·op(B)`.
+    MByK,
+    /// `A` is `k × m`: `C = Aᵀ·op(B)`.
+    KByM,
+}
+
 /// What a GEMM does with the `C` it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -213,18 +222,22 @@ pub enum Output {
 
 /// Checks the operands of a GEMM and gives MKL's (m, n, k, lda, ldb, ldc);
 /// `None` when the product is empty.
-fn gemm_args<T>(name: &str, a: &Mat<T>, b: &Mat<T>, b_layout: BLayout, c: &MatMut) -> Option<[i32; 6]> {
+fn gemm_args<T>(name: &str, a: (&Mat<T>, ALayout), b: &Mat<T>, b_layout: BLayout, c: &MatMut) -> Option<[i32; 6]> {
     if !LINKED {
         panic!("{name}: MKL is not linked into this build");
     }
-    let (m, k) = (a.rows, a.cols);
+    let (a, a_layout) = a;
+    let (m, k) = match a_layout {
+        ALayout::MByK => (a.rows, a.cols),
+        ALayout::KByM => (a.cols, a.rows),
+    };
     let (bk, n) = match b_layout {
         BLayout::KByN => (b.rows, b.cols),
         BLayout::NByK => (b.cols, b.rows),
     };
     assert!(
         bk == k && c.rows == m && c.cols == n,
-        "{name}: A {m}×{k}, B {b_layout:?} {}×{}, C {}×{} do not match",
+        "{name}: A {a_layout:?} {m}×{k}, B {b_layout:?} {}×{}, C {}×{} do not match",
         b.rows,
         b.cols,
         c.rows,
@@ -259,7 +272,21 @@ fn empty_product(c: MatMut, output: Output) {
 /// If MKL is not linked ([`LINKED`] is false), the shapes do not match, a
 /// matrix does not fit its slice, or a dimension exceeds `i32`.
 pub fn gemm<T: Element>(alpha: f32, a: Mat<T>, b: Mat<T>, b_layout: BLayout, c: MatMut, output: Output) {
-    let Some([m, n, k, lda, ldb, ldc]) = gemm_args("gemm", &a, &b, b_layout, &c) else {
+    gemm_with(alpha, a, ALayout::MByK, b, b_layout, c, output)
+}
+
+/// [`gemm`] with `A` stored either way: `C = α·op(A)·op(B)`. The backward
+/// pass of a linear layer needs `Aᵀ` (a weight's gradient is `dYᵀ·X`).
+pub fn gemm_with<T: Element>(
+    alpha: f32,
+    a: Mat<T>,
+    a_layout: ALayout,
+    b: Mat<T>,
+    b_layout: BLayout,
+    c: MatMut,
+    output: Output,
+) {
+    let Some([m, n, k, lda, ldb, ldc]) = gemm_args("gemm", (&a, a_layout), &b, b_layout, &c) else {
         return empty_product(c, output);
     };
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -268,7 +295,11 @@ pub fn gemm<T: Element>(alpha: f32, a: Mat<T>, b: Mat<T>, b_layout: BLayout, c: 
     // it aliases neither input; T::KIND names the type the pointers hold.
     unsafe {
         let (a, b, c) = (a.data.as_ptr(), b.data.as_ptr(), c.data.as_mut_ptr());
-        let (layout, trans_a, trans_b, beta) = (ffi::ROW_MAJOR, ffi::NO_TRANS, trans(b_layout), beta(output));
+        let trans_a = match a_layout {
+            ALayout::MByK => ffi::NO_TRANS,
+            ALayout::KByM => ffi::TRANS,
+        };
+        let (layout, trans_b, beta) = (ffi::ROW_MAJOR, trans(b_layout), beta(output));
         match T::KIND {
             ElementType::F32 => ffi::cblas_sgemm(
                 layout,
@@ -637,6 +668,7 @@ mod tests {
             .collect();
         let plus_one: Vec<f32> = expected.iter().map(|v| v + 1.0).collect();
         let a16: Vec<u16> = a.iter().map(|&v| bits(v)).collect();
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect(); // k × m
         for (b, layout) in [(&w, BLayout::NByK), (&wt, BLayout::KByN)] {
             let (rows, cols) = if layout == BLayout::NByK { (n, k) } else { (k, n) };
             let b16: Vec<u16> = b.iter().map(|&v| bits(v)).collect();
@@ -652,6 +684,11 @@ mod tests {
                 let (a, b) = (Mat::dense(&a16, m, k), Mat::dense(&b16, rows, cols));
                 gemm(2.0, a, b, layout, MatMut::dense(&mut c, m, n), output);
                 assert_eq!(&c, want, "bf16 {layout:?} {output:?}");
+                let mut c = vec![fill; m * n];
+                let f32_b = if layout == BLayout::NByK { &w } else { &wt };
+                let (a, b) = (Mat::dense(&at, k, m), Mat::dense(f32_b, rows, cols));
+                gemm_with(2.0, a, ALayout::KByM, b, layout, MatMut::dense(&mut c, m, n), output);
+                assert_eq!(&c, want, "f32 Aᵀ {layout:?} {output:?}");
             }
         }
     }

@@ -63,12 +63,12 @@ impl Config {
     }
 }
 
-struct Embeddings {
-    word: Embedding,
-    position: Embedding,
-    token_type: Embedding,
-    norm: LayerNorm,
-    dropout: f64,
+pub(crate) struct Embeddings {
+    pub(crate) word: Embedding,
+    pub(crate) position: Embedding,
+    pub(crate) token_type: Embedding,
+    pub(crate) norm: LayerNorm,
+    pub(crate) dropout: f64,
 }
 
 impl Embeddings {
@@ -116,19 +116,19 @@ impl Embeddings {
     }
 }
 
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attn_out: Linear,
-    attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    out_norm: LayerNorm,
-    heads: usize,
-    act: Activation,
-    hidden_dropout: f64,
-    attn_dropout: f64,
+pub(crate) struct Layer {
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
+    pub(crate) value: Linear,
+    pub(crate) attn_out: Linear,
+    pub(crate) attn_norm: LayerNorm,
+    pub(crate) intermediate: Linear,
+    pub(crate) output: Linear,
+    pub(crate) out_norm: LayerNorm,
+    pub(crate) heads: usize,
+    pub(crate) act: Activation,
+    pub(crate) hidden_dropout: f64,
+    pub(crate) attn_dropout: f64,
 }
 
 impl Layer {
@@ -153,7 +153,7 @@ impl Layer {
     }
 
     #[cfg(feature = "mkl")]
-    fn linears(&self) -> impl Iterator<Item = &Linear> {
+    pub(crate) fn linears(&self) -> impl Iterator<Item = &Linear> {
         [
             &self.query,
             &self.key,
@@ -219,8 +219,8 @@ struct LayerBuffers {
 }
 
 pub struct Bert {
-    embeddings: Embeddings,
-    layers: Vec<Layer>,
+    pub(crate) embeddings: Embeddings,
+    pub(crate) layers: Vec<Layer>,
     hidden_size: usize,
 }
 

@@ -20,6 +20,8 @@ pub mod attention;
 pub mod backbone;
 pub mod batch;
 pub mod bert;
+#[cfg(feature = "mkl")]
+pub mod bert_train;
 pub mod decoder;
 pub mod device;
 pub mod embedder;

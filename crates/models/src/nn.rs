@@ -192,6 +192,12 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Scale and shift, the parameters themselves.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn tensors(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, &self.bias)
+    }
+
     /// Scale, shift and epsilon in f32, for kernels that take the norm apart.
     #[cfg(feature = "mkl")]
     pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, Vec<f32>, f32)> {

@@ -57,11 +57,23 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 /// Inverted dropout, active only while training, with masks from the
 /// thread's seeded stream (see [`seed_dropout`]).
 pub fn dropout(x: &Tensor, p: f64, mode: Mode) -> Result<Tensor> {
-    if mode != Mode::Train || p <= 0.0 {
+    if mode != Mode::Train {
         return Ok(x.clone());
     }
-    if p >= 1.0 {
-        candle_core::bail!("dropout probability has to be below 1, got {p}");
+    match dropout_mask(x.elem_count(), p)? {
+        Some(mask) => x * Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?,
+        None => Ok(x.clone()),
+    }
+}
+
+/// The next mask of the thread's seeded stream for `len` values: each
+/// `1/(1−p)` (kept) or 0 (dropped); `None` when `p` is 0.
+pub(crate) fn dropout_mask(len: usize, p: f64) -> Result<Option<Vec<f32>>> {
+    if p <= 0.0 {
+        return Ok(None);
+    }
+    if p >= 1.0 || p.is_nan() {
+        candle_core::bail!("dropout probability has to be in [0, 1), got {p}");
     }
     let (seed, call) = DROPOUT_STREAM.with(|s| {
         let (seed, call) = s.get();
@@ -71,11 +83,11 @@ pub fn dropout(x: &Tensor, p: f64, mode: Mode) -> Result<Tensor> {
     let mut state = seed ^ call.wrapping_mul(0xD1B5_4A32_D192_ED03);
     let threshold = (p * u64::MAX as f64) as u64;
     let keep = (1.0 / (1.0 - p)) as f32;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if splitmix64(&mut state) >= threshold { keep } else { 0.0 })
-        .collect();
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    x * mask
+    Ok(Some(
+        (0..len)
+            .map(|_| if splitmix64(&mut state) >= threshold { keep } else { 0.0 })
+            .collect(),
+    ))
 }
 
 fn fused(x: &Tensor) -> bool {

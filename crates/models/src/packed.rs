@@ -129,7 +129,7 @@ fn vector(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Rows per parallel chunk: one chunk per thread.
-fn chunk_rows(rows: usize) -> usize {
+pub(crate) fn chunk_rows(rows: usize) -> usize {
     rows.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
@@ -515,7 +515,7 @@ pub(crate) fn layer_norm_rows(x: &mut [f32], norm: &LayerNorm) -> Result<()> {
 /// Sum with 16 independent accumulators, so that it vectorises (a single
 /// running float sum may not be reordered by the compiler).
 #[inline(always)]
-fn sum(x: &[f32]) -> f32 {
+pub(crate) fn sum(x: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let chunks = x.chunks_exact(16);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -577,7 +577,7 @@ pub(crate) fn gelu_erf(x: &mut [f32]) {
 /// `eˣ` to about 1 ulp, branch-free so that it vectorises: `x = n ln 2 + r`,
 /// Cephes' polynomial for `eʳ`, and `2ⁿ` built in the exponent bits.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Below the first bound eˣ is under f32's smallest normal: flushed to
@@ -599,7 +599,7 @@ fn exp(x: f32) -> f32 {
 /// `erf(x)` to 1.5e-7 plus rounding (Abramowitz & Stegun 7.1.26, the form PyTorch's
 /// vectorised CPU `erf` uses).
 #[inline(always)]
-fn erf(x: f32) -> f32 {
+pub(crate) fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = ((((1.061_405_4 * t - 1.453_152) * t + 1.421_413_7) * t - 0.284_496_74) * t + 0.254_829_6) * t;

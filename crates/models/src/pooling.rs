@@ -73,6 +73,25 @@ impl Pooling {
         }
         out
     }
+
+    /// The gradient of [`Pooling::pool_packed`]: `d_pooled` (`dim` values per
+    /// sequence) spread back onto the packed rows it was pooled from.
+    pub fn pool_packed_backward(self, d_pooled: &[f32], lengths: &[usize], dim: usize) -> Vec<f32> {
+        let mut out = vec![0f32; lengths.iter().sum::<usize>() * dim];
+        let mut start = 0;
+        for (&len, d) in lengths.iter().zip(d_pooled.chunks(dim)) {
+            let seq = &mut out[start * dim..(start + len) * dim];
+            match self {
+                Self::Cls => seq[..dim].copy_from_slice(d),
+                Self::LastToken => seq[(len - 1) * dim..].copy_from_slice(d),
+                Self::Mean => seq
+                    .chunks_mut(dim)
+                    .for_each(|t| t.iter_mut().zip(d).for_each(|(t, d)| *t = d / len as f32)),
+            }
+            start += len;
+        }
+        out
+    }
 }
 
 /// `x / max(‖x‖₂, 1e-12)` row-wise, as `torch.nn.functional.normalize`.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use candle_core::{Result, Tensor, Var};
 use reasonembed_models::ops::{seed_dropout, splitmix64};
-use reasonembed_models::{Embedder, Mode};
+use reasonembed_models::{Embedder, Mode, TokenBatch};
 
 use crate::loss::{BatchEmbeddings, Loss, LossKind, LossOutput};
 
@@ -56,11 +56,22 @@ fn chunk_seed(base: u64, side: Side, chunk: usize) -> u64 {
     splitmix64(&mut state)
 }
 
-/// One chunk's embeddings in training mode, with the dropout masks of `seed`.
-fn embed_chunk(embedder: &Embedder, chunk: &[Vec<u32>], seed: u64) -> Result<Tensor> {
+/// One chunk's batch, with the dropout masks of `seed` ready for its forward pass.
+fn chunk_batch(embedder: &Embedder, chunk: &[Vec<u32>], seed: u64) -> Result<TokenBatch> {
     seed_dropout(seed);
     let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
-    let batch = embedder.batch(&refs).map_err(candle_core::Error::wrap)?;
+    embedder.batch(&refs).map_err(candle_core::Error::wrap)
+}
+
+/// One chunk's embeddings in training mode, with the dropout masks of `seed`
+/// (no graph where the model trains by hand: it records none).
+fn embed_chunk(embedder: &Embedder, chunk: &[Vec<u32>], seed: u64) -> Result<Tensor> {
+    let batch = chunk_batch(embedder, chunk, seed)?;
+    #[cfg(feature = "mkl")]
+    if embedder.trains_by_hand() {
+        let (pooled, _) = embedder.pool_taped(&batch).map_err(candle_core::Error::wrap)?;
+        return embedder.normalize_pooled(&pooled).map_err(candle_core::Error::wrap);
+    }
     embedder
         .embed_batch(&batch, Mode::Train)
         .map_err(candle_core::Error::wrap)
@@ -115,6 +126,10 @@ pub fn gradients(
         (None, true) => candle_core::bail!("the redapter loss needs reasoning queries"),
         _ => None,
     };
+    #[cfg(feature = "mkl")]
+    if embedder.trains_by_hand() {
+        return gradients_by_hand(embedder, batch, loss, step, opts, reasoning.as_ref(), &params);
+    }
     let mut grads = Grads::new();
     if !opts.grad_cache {
         let q = Tensor::cat(&embed(embedder, &batch.queries, Side::Queries, opts, true)?, 0)?;
@@ -156,6 +171,61 @@ pub fn gradients(
         }
     }
     Ok((grads, out))
+}
+
+/// [`gradients`] where the model trains by hand (full fine-tuning of a BERT
+/// on the CPU, `reasonembed_models::bert_train`): every chunk's pooled
+/// vectors and the tape of their forward pass; the loss's gradient with
+/// respect to those vectors from candle's autograd; then each chunk's
+/// backward pass by hand. GradCache keeps no tape: it replays a chunk's
+/// forward pass from its seed just before that chunk's backward pass.
+#[cfg(feature = "mkl")]
+fn gradients_by_hand(
+    embedder: &Embedder,
+    batch: &StepBatch,
+    loss: &Loss,
+    step: u64,
+    opts: &StepOptions,
+    reasoning: Option<&Tensor>,
+    params: &[(String, Var)],
+) -> Result<(Grads, LossOutput)> {
+    use reasonembed_models::bert_train::HandGrads;
+    let wrap = candle_core::Error::wrap;
+    let taped = |chunk: &[Vec<u32>], seed| embedder.pool_taped(&chunk_batch(embedder, chunk, seed)?).map_err(wrap);
+    let sides = [(&batch.queries, Side::Queries), (&batch.passages, Side::Passages)];
+    let (mut pooled, mut tapes) = (Vec::new(), Vec::new());
+    for (seqs, side) in sides {
+        let (mut rows, mut kept) = (Vec::new(), Vec::new());
+        for (i, chunk) in seqs.chunks(opts.chunk.max(1)).enumerate() {
+            let (p, tape) = taped(chunk, chunk_seed(opts.seed, side, i))?;
+            rows.push(p);
+            kept.push((!opts.grad_cache).then_some(tape));
+        }
+        pooled.push(Var::from_tensor(&Tensor::cat(&rows, 0)?)?);
+        tapes.push(kept);
+    }
+    let q = embedder.normalize_pooled(pooled[0].as_tensor()).map_err(wrap)?;
+    let p = embedder.normalize_pooled(pooled[1].as_tensor()).map_err(wrap)?;
+    let out = loss.compute(&embeddings(&q, &p, reasoning, batch), step)?;
+    let store = out.loss.backward()?;
+    let mut grads = HandGrads::default();
+    for ((seqs, side), (var, kept)) in sides.into_iter().zip(pooled.iter().zip(tapes)) {
+        let d = store
+            .get(var.as_tensor())
+            .ok_or_else(|| candle_core::Error::Msg("the loss did not reach the embeddings".into()))?;
+        let mut start = 0;
+        for ((i, chunk), tape) in seqs.chunks(opts.chunk.max(1)).enumerate().zip(kept) {
+            let tape = match tape {
+                Some(tape) => tape,
+                None => taped(chunk, chunk_seed(opts.seed, side, i))?.1,
+            };
+            embedder
+                .backward_taped(tape, &d.narrow(0, start, chunk.len())?, &mut grads)
+                .map_err(wrap)?;
+            start += chunk.len();
+        }
+    }
+    Ok((grads.into_named(params)?, out))
 }
 
 fn embeddings<'a>(
