@@ -119,6 +119,40 @@ impl Backbone {
         }
     }
 
+    /// Whether training takes the hand-written backward pass ([`crate::hand`]).
+    #[cfg(feature = "mkl")]
+    pub(crate) fn trains_by_hand(&self) -> bool {
+        match self {
+            Self::Bert(m) => m.trains_by_hand(),
+            Self::Decoder(m) => m.trains_by_hand(),
+        }
+    }
+
+    /// The forward pass in training mode on packed rows, with its tape (see
+    /// [`crate::hand`]): the last hidden states of the real tokens.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn forward_taped(&self, batch: &TokenBatch) -> Result<(Vec<f32>, crate::hand::Tape)> {
+        match self {
+            Self::Bert(m) => m.forward_taped(batch),
+            Self::Decoder(m) => m.forward_taped(batch),
+        }
+    }
+
+    /// The backward pass of [`Backbone::forward_taped`], given the gradient
+    /// of its hidden states.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn backward_taped(
+        &self,
+        tape: crate::hand::Tape,
+        dy: Vec<f32>,
+        grads: &mut crate::hand::HandGrads,
+    ) -> Result<()> {
+        match self {
+            Self::Bert(m) => m.backward_taped(tape, dy, grads),
+            Self::Decoder(m) => m.backward_taped(tape, dy, grads),
+        }
+    }
+
     pub fn hidden_size(&self) -> usize {
         match self {
             Self::Bert(m) => m.hidden_size(),

@@ -105,16 +105,16 @@ impl Config {
     }
 }
 
-struct SelfAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    qk_norm: Option<(RmsNorm, RmsNorm)>,
-    num_heads: usize,
-    num_kv_heads: usize,
-    head_dim: usize,
-    dropout: f64,
+pub(crate) struct SelfAttention {
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) o_proj: Linear,
+    pub(crate) qk_norm: Option<(RmsNorm, RmsNorm)>,
+    pub(crate) num_heads: usize,
+    pub(crate) num_kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) dropout: f64,
 }
 
 impl SelfAttention {
@@ -164,11 +164,11 @@ impl SelfAttention {
     }
 }
 
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    act: Activation,
+pub(crate) struct Mlp {
+    pub(crate) gate_proj: Linear,
+    pub(crate) up_proj: Linear,
+    pub(crate) down_proj: Linear,
+    pub(crate) act: Activation,
 }
 
 impl Mlp {
@@ -188,11 +188,11 @@ impl Mlp {
     }
 }
 
-struct Layer {
-    input_norm: RmsNorm,
-    attn: SelfAttention,
-    post_attn_norm: RmsNorm,
-    mlp: Mlp,
+pub(crate) struct Layer {
+    pub(crate) input_norm: RmsNorm,
+    pub(crate) attn: SelfAttention,
+    pub(crate) post_attn_norm: RmsNorm,
+    pub(crate) mlp: Mlp,
 }
 
 impl Layer {
@@ -208,7 +208,7 @@ impl Layer {
     }
 
     #[cfg(feature = "mkl")]
-    fn linears(&self) -> impl Iterator<Item = &Linear> {
+    pub(crate) fn linears(&self) -> impl Iterator<Item = &Linear> {
         let (a, m) = (&self.attn, &self.mlp);
         [
             &a.q_proj,
@@ -286,11 +286,11 @@ impl Layer {
 }
 
 pub struct Decoder {
-    embed_tokens: Embedding,
-    layers: Vec<Layer>,
-    norm: RmsNorm,
-    inv_freq: Vec<f32>,
-    attention: Attention,
+    pub(crate) embed_tokens: Embedding,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) norm: RmsNorm,
+    pub(crate) inv_freq: Vec<f32>,
+    pub(crate) attention: Attention,
     hidden_size: usize,
 }
 

@@ -437,52 +437,52 @@ impl Embedder {
         })
     }
 
-    /// Whether training computes its gradients by hand
-    /// ([`crate::bert_train`]): full fine-tuning of a BERT in f32 on the CPU,
-    /// under [`Kernels::Fast`]. Otherwise it differentiates the backbone's
-    /// candle ops.
+    /// Whether training computes its gradients by hand ([`crate::hand`]):
+    /// on the CPU in f32, under [`Kernels::Fast`], for full fine-tuning or
+    /// LoRA. Otherwise it differentiates the backbone's candle ops.
     #[cfg(feature = "mkl")]
     pub fn trains_by_hand(&self) -> bool {
         self.kernels == Kernels::Fast
             && self.device.is_cpu()
             && !self.trainable_vars.all_vars().is_empty()
-            && matches!(&self.backbone, Backbone::Bert(b) if b.trains_by_hand())
+            && self.backbone.trains_by_hand()
     }
 
     /// Where [`Embedder::trains_by_hand`]: the pooled vectors `[b, hidden]`
     /// of one batch in training mode (dropout on, before
     /// [`Embedder::normalize_pooled`]) and the tape of their forward pass.
     #[cfg(feature = "mkl")]
-    pub fn pool_taped(&self, batch: &TokenBatch) -> Result<(Tensor, crate::bert_train::Tape)> {
-        let bert = self.hand_trained()?;
-        let (rows, tape) = bert.forward_taped(batch)?;
-        let dim = bert.hidden_size();
+    pub fn pool_taped(&self, batch: &TokenBatch) -> Result<(Tensor, crate::hand::Tape)> {
+        self.check_by_hand()?;
+        let (rows, tape) = self.backbone.forward_taped(batch)?;
+        let dim = self.backbone.hidden_size();
         let pooled = self.pooling.pool_packed(&rows, batch.lengths(), dim);
         Ok((Tensor::from_vec(pooled, (batch.len(), dim), &self.device)?, tape))
     }
 
-    /// Adds to `grads` the gradient of every parameter, given that of the
-    /// pooled vectors that [`Embedder::pool_taped`] gave with `tape`.
+    /// Adds to `grads` the gradient of every trainable parameter, given that
+    /// of the pooled vectors that [`Embedder::pool_taped`] gave with `tape`.
     #[cfg(feature = "mkl")]
     pub fn backward_taped(
         &self,
-        tape: crate::bert_train::Tape,
+        tape: crate::hand::Tape,
         d_pooled: &Tensor,
-        grads: &mut crate::bert_train::HandGrads,
+        grads: &mut crate::hand::HandGrads,
     ) -> Result<()> {
-        let bert = self.hand_trained()?;
+        self.check_by_hand()?;
         let d = d_pooled.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let dy = self
             .pooling
-            .pool_packed_backward(&d, tape.lengths(), bert.hidden_size());
-        Ok(bert.backward_taped(tape, dy, grads)?)
+            .pool_packed_backward(&d, tape.lengths(), self.backbone.hidden_size());
+        Ok(self.backbone.backward_taped(tape, dy, grads)?)
     }
 
     #[cfg(feature = "mkl")]
-    fn hand_trained(&self) -> Result<&crate::bert::Bert> {
-        match &self.backbone {
-            Backbone::Bert(b) if self.trains_by_hand() => Ok(b),
-            _ => Err(Error::Input("this model does not train by hand".into())),
+    fn check_by_hand(&self) -> Result<()> {
+        if self.trains_by_hand() {
+            Ok(())
+        } else {
+            Err(Error::Input("this model does not train by hand".into()))
         }
     }
 

@@ -20,14 +20,14 @@ pub mod attention;
 pub mod backbone;
 pub mod batch;
 pub mod bert;
-#[cfg(feature = "mkl")]
-pub mod bert_train;
 pub mod decoder;
 pub mod device;
 pub mod embedder;
 pub mod encode;
 pub mod error;
 pub mod folder;
+#[cfg(feature = "mkl")]
+pub mod hand;
 #[cfg(feature = "hub")]
 mod hub;
 pub mod identity;

@@ -80,6 +80,13 @@ impl LoraAdapter {
         matmul_t(&matmul_t(&x, &a)?, &b)? * self.scale
     }
 
+    /// `A` (`rank × in`), `B` (`out × rank`), the scale `s` and the dropout
+    /// probability, for kernels that take the adapter apart.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn parts(&self) -> (&Tensor, &Tensor, f32, f64) {
+        (&self.a, &self.b, self.scale as f32, self.dropout)
+    }
+
     /// `s·B·A`, the change this adapter makes to the base weight.
     pub fn delta_weight(&self) -> Result<Tensor> {
         self.b.matmul(&self.a)? * self.scale

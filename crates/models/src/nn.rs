@@ -147,6 +147,12 @@ impl Linear {
         (&self.weight, self.bias.as_ref())
     }
 
+    /// The LoRA adapter, when one is attached (and not merged).
+    #[cfg(feature = "mkl")]
+    pub(crate) fn lora(&self) -> Option<&LoraAdapter> {
+        self.lora.as_ref()
+    }
+
     /// Whether a LoRA adapter is attached (and not merged).
     #[cfg(feature = "mkl")]
     pub(crate) fn has_lora(&self) -> bool {
@@ -225,6 +231,12 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// The scale, the parameter itself.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn tensor(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// Scale and epsilon in f32, for kernels that take the norm apart.
     #[cfg(feature = "mkl")]
     pub(crate) fn parts_f32(&self) -> Result<(Vec<f32>, f32)> {

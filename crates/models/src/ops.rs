@@ -45,9 +45,11 @@ pub fn seed_dropout(seed: u64) {
     DROPOUT_STREAM.with(|s| s.set((seed, 0)));
 }
 
+const SPLITMIX_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// SplitMix64: a tiny, well-mixed generator for masks and sampling.
 pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    *state = state.wrapping_add(SPLITMIX_GAMMA);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -69,6 +71,13 @@ pub fn dropout(x: &Tensor, p: f64, mode: Mode) -> Result<Tensor> {
 /// The next mask of the thread's seeded stream for `len` values: each
 /// `1/(1−p)` (kept) or 0 (dropped); `None` when `p` is 0.
 pub(crate) fn dropout_mask(len: usize, p: f64) -> Result<Option<Vec<f32>>> {
+    Ok(dropout_draw(len, p)?.map(|d| d.mask()))
+}
+
+/// The next mask of the thread's seeded stream, as the position to draw it
+/// from: a pass that keeps many masks for its backward pass (LoRA's, one per
+/// adapter input) keeps these and draws each mask again when it needs it.
+pub(crate) fn dropout_draw(len: usize, p: f64) -> Result<Option<DropoutDraw>> {
     if p <= 0.0 {
         return Ok(None);
     }
@@ -80,14 +89,42 @@ pub(crate) fn dropout_mask(len: usize, p: f64) -> Result<Option<Vec<f32>>> {
         s.set((seed, call + 1));
         (seed, call)
     });
-    let mut state = seed ^ call.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    let threshold = (p * u64::MAX as f64) as u64;
-    let keep = (1.0 / (1.0 - p)) as f32;
-    Ok(Some(
-        (0..len)
-            .map(|_| if splitmix64(&mut state) >= threshold { keep } else { 0.0 })
-            .collect(),
-    ))
+    Ok(Some(DropoutDraw { seed, call, len, p }))
+}
+
+/// One mask of the seeded dropout stream (see [`dropout_draw`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DropoutDraw {
+    seed: u64,
+    call: u64,
+    len: usize,
+    p: f64,
+}
+
+impl DropoutDraw {
+    /// The mask: each value `1/(1−p)` (kept) or 0 (dropped).
+    pub(crate) fn mask(&self) -> Vec<f32> {
+        let mut mask = vec![1f32; self.len];
+        self.apply(&mut mask);
+        mask
+    }
+
+    /// `x ⊙= mask`, without the mask in memory, in parallel: SplitMix64's
+    /// n-th value depends only on its seed and n, so each block of values
+    /// starts from its own state and the result is the serial stream's.
+    pub(crate) fn apply(&self, x: &mut [f32]) {
+        const BLOCK: usize = 1 << 14;
+        debug_assert_eq!(x.len(), self.len);
+        let start = self.seed ^ self.call.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let threshold = (self.p * u64::MAX as f64) as u64;
+        let keep = (1.0 / (1.0 - self.p)) as f32;
+        x.par_chunks_mut(BLOCK).enumerate().for_each(|(i, block)| {
+            let mut state = start.wrapping_add(((i * BLOCK) as u64).wrapping_mul(SPLITMIX_GAMMA));
+            for v in block {
+                *v *= if splitmix64(&mut state) >= threshold { keep } else { 0.0 };
+            }
+        });
+    }
 }
 
 fn fused(x: &Tensor) -> bool {
@@ -236,6 +273,26 @@ mod tests {
                 .unwrap();
             assert!(diff < 1e-4, "gradient differs by {diff}");
         }
+    }
+
+    #[test]
+    fn a_mask_drawn_in_parallel_blocks_is_the_serial_stream() {
+        seed_dropout(5);
+        let draw = dropout_draw(40_000, 0.3).unwrap().unwrap();
+        let mut state = 5u64; // call 0: the seed itself
+        let threshold = (0.3 * u64::MAX as f64) as u64;
+        let serial: Vec<f32> = (0..40_000)
+            .map(|_| {
+                if splitmix64(&mut state) >= threshold {
+                    (1.0 / 0.7) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert_eq!(draw.mask(), serial);
+        let kept = serial.iter().filter(|&&v| v > 0.0).count() as f64 / 40_000.0;
+        assert!((kept - 0.7).abs() < 0.01, "{kept} kept");
     }
 
     #[test]

@@ -173,8 +173,8 @@ pub fn gradients(
     Ok((grads, out))
 }
 
-/// [`gradients`] where the model trains by hand (full fine-tuning of a BERT
-/// on the CPU, `reasonembed_models::bert_train`): every chunk's pooled
+/// [`gradients`] where the model trains by hand (on the CPU in f32,
+/// `reasonembed_models::hand`): every chunk's pooled
 /// vectors and the tape of their forward pass; the loss's gradient with
 /// respect to those vectors from candle's autograd; then each chunk's
 /// backward pass by hand. GradCache keeps no tape: it replays a chunk's
@@ -189,7 +189,7 @@ fn gradients_by_hand(
     reasoning: Option<&Tensor>,
     params: &[(String, Var)],
 ) -> Result<(Grads, LossOutput)> {
-    use reasonembed_models::bert_train::HandGrads;
+    use reasonembed_models::hand::HandGrads;
     let wrap = candle_core::Error::wrap;
     let taped = |chunk: &[Vec<u32>], seed| embedder.pool_taped(&chunk_batch(embedder, chunk, seed)?).map_err(wrap);
     let sides = [(&batch.queries, Side::Queries), (&batch.passages, Side::Passages)];
@@ -208,7 +208,7 @@ fn gradients_by_hand(
     let p = embedder.normalize_pooled(pooled[1].as_tensor()).map_err(wrap)?;
     let out = loss.compute(&embeddings(&q, &p, reasoning, batch), step)?;
     let store = out.loss.backward()?;
-    let mut grads = HandGrads::default();
+    let mut grads = HandGrads::new(params);
     for ((seqs, side), (var, kept)) in sides.into_iter().zip(pooled.iter().zip(tapes)) {
         let d = store
             .get(var.as_tensor())
