@@ -108,6 +108,16 @@ fn accumulate(grads: &mut Grads, params: &[(String, Var)], store: &candle_core::
     Ok(())
 }
 
+/// Which code computes the gradients, for the run's log.
+pub fn gradient_path(embedder: &Embedder) -> &'static str {
+    #[cfg(feature = "mkl")]
+    if embedder.trains_by_hand() {
+        return "by hand (packed rows, MKL; reasonembed_models::hand)";
+    }
+    let _ = embedder;
+    "candle's autograd"
+}
+
 fn needs_reasoning(loss: &Loss, step: u64) -> bool {
     matches!(loss.kind, LossKind::Redapter(cfg) if cfg.active(step))
 }

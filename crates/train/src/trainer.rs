@@ -121,6 +121,7 @@ pub fn train(
     let warmup = warmup_steps(total, cfg.warmup_ratio);
     let params = embedder.trainable_vars();
     init_lora(&params, cfg.seed)?;
+    tracing::info!("gradients: {}", crate::step::gradient_path(&embedder));
     let mut optimizer = AdamW::new(AdamWConfig {
         weight_decay: cfg.weight_decay,
         ..Default::default()
