@@ -68,29 +68,36 @@ fn a_small_run_writes_model_metrics_and_plots() {
     std::fs::write(&data, rows.join("\n")).unwrap();
     let model = repo_root().join("fixtures/models/tiny-bert");
     let output = dir.path().join("run");
-    let out = reasonembed(&[
-        "train",
-        "--quiet",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--loss",
-        "infonce",
-        "--finetune",
-        "full",
-        "--batch-size",
-        "2",
-        "--group-size",
-        "2",
-        "--query-max-length",
-        "16",
-        "--passage-max-length",
-        "16",
-    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
+        .args([
+            "train",
+            "--quiet",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--loss",
+            "infonce",
+            "--finetune",
+            "full",
+            "--batch-size",
+            "2",
+            "--group-size",
+            "2",
+            "--query-max-length",
+            "16",
+            "--passage-max-length",
+            "16",
+        ])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The binary with MKL trains by hand (a feature the train crate must get).
+    let path = if cfg!(feature = "mkl") { "by hand" } else { "candle's autograd" };
+    assert!(stderr(&out).contains(&format!("gradients: {path}")), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         output.join("model").display().to_string()
