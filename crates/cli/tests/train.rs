@@ -35,6 +35,14 @@ fn print_config_shows_the_paper_recipe_and_flags_override_it() {
         toml.contains("temperature = 0.05") && toml.contains("finetune = \"full\""),
         "{toml}"
     );
+    let out = reasonembed(&["train", "--print-config", "--gradients", "autograd"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("gradients = \"autograd\""));
+    let out = reasonembed(&["train", "--print-config", "--gradients", "fast"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("gradients"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -96,7 +104,11 @@ fn a_small_run_writes_model_metrics_and_plots() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The binary with MKL trains by hand (a feature the train crate must get).
-    let path = if cfg!(feature = "mkl") { "by hand" } else { "candle's autograd" };
+    let path = if cfg!(feature = "mkl") {
+        "by hand"
+    } else {
+        "candle's autograd"
+    };
     assert!(stderr(&out).contains(&format!("gradients: {path}")), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

@@ -24,6 +24,19 @@ pub enum Finetune {
     Full,
 }
 
+/// Which code computes the gradients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gradients {
+    /// By hand on the CPU in f32 (`reasonembed_models::hand`), where it
+    /// covers the model; candle's autograd elsewhere.
+    #[default]
+    ByHand,
+    /// candle's autograd everywhere: the reference the hand-written
+    /// backward passes are tested against, and what other devices run.
+    Autograd,
+}
+
 /// Every setting of a run. Field names are the TOML keys and, with dashes,
 /// the command-line flags.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +95,8 @@ pub struct TrainConfig {
     /// Weight precision: f32, bf16 or f16 [default: f32 on CPU, bf16 on CUDA].
     /// LoRA adapters and the loss stay in f32.
     pub dtype: Option<String>,
+    /// `by-hand` or `autograd`.
+    pub gradients: Gradients,
     /// A BEIR folder to evaluate on every `eval_every` steps and at the end
     /// (after the model is written); results go to `eval.jsonl`.
     pub eval_data: Option<PathBuf>,
@@ -131,6 +146,7 @@ impl Default for TrainConfig {
             skip_invalid: false,
             device: "cpu".into(),
             dtype: None,
+            gradients: Gradients::ByHand,
             eval_data: None,
             eval_split: "dev".into(),
             eval_every: 0,
@@ -156,7 +172,9 @@ impl TrainConfig {
             );
         }
         overlay(&mut merged, overrides);
-        serde_json::from_value(merged).map_err(|e| Error::Config(format!("invalid training configuration: {e}")))
+        // The error names the setting (`gradients: unknown variant …`).
+        serde_path_to_error::deserialize(merged)
+            .map_err(|e| Error::Config(format!("invalid training configuration: {e}")))
     }
 
     /// The configuration as TOML (`--print-config`).

@@ -10,11 +10,13 @@ use candle_core::Tensor;
 use reasonembed_data::Progress;
 use reasonembed_eval::retriever::{DenseRetriever, Retriever};
 use reasonembed_models::ops::splitmix64;
-use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, LoraConfig, ModelFolder, Prompt, Side, Trainable};
+use reasonembed_models::{
+    Embedder, EmbedderOptions, EncodeOptions, Kernels, LoraConfig, ModelFolder, Prompt, Side, Trainable,
+};
 use reasonembed_search::cache::EmbeddingCache;
 
 use crate::checkpoint::{self, State};
-use crate::config::{Finetune, LossName, TrainConfig};
+use crate::config::{Finetune, Gradients, LossName, TrainConfig};
 use crate::data::{self, Domain};
 use crate::error::{Error, Result, io};
 use crate::export;
@@ -94,6 +96,10 @@ pub fn train(
         trainable,
         device: Some(device),
         dtype: Some(dtype),
+        kernels: match cfg.gradients {
+            Gradients::ByHand => Kernels::Fast,
+            Gradients::Autograd => Kernels::Reference,
+        },
         ..Default::default()
     };
     let mut embedder = Embedder::load(&folder, options)?;

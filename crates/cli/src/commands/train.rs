@@ -138,6 +138,10 @@ struct Settings {
     /// Weight precision: f32, bf16 or f16 [default: f32 on CPU, bf16 on CUDA].
     #[arg(long)]
     dtype: Option<String>,
+    /// Which code computes the gradients: by-hand (on the CPU in f32, several times faster and
+    /// leaner; elsewhere autograd) or autograd (candle's, the reference) [default: by-hand].
+    #[arg(long)]
+    gradients: Option<String>,
     /// A BEIR folder to evaluate on during training and after the model is written
     /// (nDCG@10 etc. in eval.jsonl).
     #[arg(long)]
