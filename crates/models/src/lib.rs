@@ -11,7 +11,8 @@
 //! model's identity ([`identity`]) that keys every cache. On the CPU,
 //! inference takes the packed path (`packed.rs`, feature `mkl`): unpadded
 //! rows through MKL GEMMs and fused passes, tested against the backbones'
-//! candle ops. Of the workspace it depends only on `reasonembed-mkl` (the
+//! candle ops; training in f32 takes backward passes written by hand on the
+//! same rows ([`hand`]), tested against candle's autograd. Of the workspace it depends only on `reasonembed-mkl` (the
 //! BLAS it calls), and knows nothing of files of texts, search, training
 //! loops or the command line: those stages call it.
 

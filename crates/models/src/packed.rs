@@ -17,7 +17,8 @@
 //! Inference only, on frozen weights: nothing here records a gradient, and
 //! each layer keeps its weight packed for MKL after the first batch.
 //! `Mode::Train` and every model this path does not cover use the candle ops
-//! of the backbone files, the reference this path is tested against.
+//! of the backbone files, the reference this path is tested against; training
+//! by hand (`hand/`) reuses the packing and the row kernels here.
 
 use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use half::slice::HalfFloatSliceExt as _;

@@ -8,6 +8,10 @@
 //! `Σ embedding · cached gradient` — the same parameter gradients, with
 //! memory bounded by one chunk whatever the batch size. Dropout masks are
 //! seeded per chunk, so the second pass replays the first exactly.
+//!
+//! Where the model trains by hand (the CPU in f32, `reasonembed_models::hand`)
+//! a chunk's "graph" is the tape of its forward pass, and its backward pass is
+//! the hand-written one; candle's autograd then covers only the loss.
 
 use std::collections::HashMap;
 
