@@ -191,8 +191,16 @@ impl Dense {
     ) {
         let (k, ldc) = (self.k, self.width);
         let m = x.len() / lda;
+        // MKL's bf16 GEMM clears an output it overwrites in a pass of its
+        // own: there the rows start as bias + residual and the product is
+        // accumulated onto them. The f32 GEMM does not, so there bias and
+        // residual are added after, on rows still in cache.
+        let bf16 = self.weights[0].kind() == ElementType::Bf16;
+        if bf16 {
+            self.start_rows(out, residual);
+        }
         SCRATCH.with_borrow_mut(|(_, x16)| {
-            if self.weights[0].kind() == ElementType::Bf16 {
+            if bf16 {
                 x16.clear();
                 x.chunks(lda).for_each(|row| to_bf16_into(&row[..k], x16));
             }
@@ -202,7 +210,7 @@ impl Dense {
                 let c = MatMut::strided(&mut out[col..], m, n, ldc);
                 reasonembed_mkl::sequential(|| match weight.kind() {
                     ElementType::Bf16 => {
-                        reasonembed_mkl::gemm_packed(Mat::dense(x16, m, k), weight, c, Output::Overwrite)
+                        reasonembed_mkl::gemm_packed(Mat::dense(x16, m, k), weight, c, Output::Accumulate)
                     }
                     ElementType::F32 => {
                         reasonembed_mkl::gemm_packed(Mat::strided(x, m, k, lda), weight, c, Output::Overwrite)
@@ -211,17 +219,41 @@ impl Dense {
                 col += n;
             }
         });
-        // Bias and residual are added here, on rows still in cache, not
-        // written before the GEMM and read back by it.
         for (r, row) in out.chunks_mut(ldc).enumerate() {
-            let res = residual.map(|res| &res[r * ldc..][..ldc]);
-            let mut col = 0;
-            for (weight, bias) in self.weights.iter().zip(&self.biases) {
-                let n = weight.dims().0;
-                add_into(&mut row[col..col + n], bias.as_deref(), res.map(|r| &r[col..col + n]));
-                col += n;
+            if !bf16 {
+                let res = residual.map(|res| &res[r * ldc..][..ldc]);
+                self.for_each_layer(row, res, add_into);
             }
             post(row);
+        }
+    }
+
+    /// Each row of `out` set to the biases plus the residual (0 where neither).
+    fn start_rows(&self, out: &mut [f32], residual: Option<&[f32]>) {
+        let ldc = self.width;
+        for (r, row) in out.chunks_mut(ldc).enumerate() {
+            row.fill(0.0);
+            let res = residual.map(|res| &res[r * ldc..][..ldc]);
+            self.for_each_layer(row, res, add_into);
+        }
+    }
+
+    /// `f(segment, bias, residual segment)` on each layer's columns of a row.
+    fn for_each_layer(
+        &self,
+        row: &mut [f32],
+        residual: Option<&[f32]>,
+        f: impl Fn(&mut [f32], Option<&[f32]>, Option<&[f32]>),
+    ) {
+        let mut col = 0;
+        for (weight, bias) in self.weights.iter().zip(&self.biases) {
+            let n = weight.dims().0;
+            f(
+                &mut row[col..col + n],
+                bias.as_deref(),
+                residual.map(|r| &r[col..col + n]),
+            );
+            col += n;
         }
     }
 }
