@@ -74,31 +74,8 @@ fn a_small_run_writes_model_metrics_and_plots() {
     let data = dir.path().join("d.jsonl");
     let rows: Vec<String> = (0..4).map(|i| serde_json::json!({"query": format!("question {i}"), "pos": [format!("answer {i}")], "neg": ["noise", "other"]}).to_string()).collect();
     std::fs::write(&data, rows.join("\n")).unwrap();
-    let model = repo_root().join("fixtures/models/tiny-bert");
     let output = dir.path().join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_reasonembed"))
-        .args([
-            "train",
-            "--quiet",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--loss",
-            "infonce",
-            "--finetune",
-            "full",
-            "--batch-size",
-            "2",
-            "--group-size",
-            "2",
-            "--query-max-length",
-            "16",
-            "--passage-max-length",
-            "16",
-        ])
+    let out = tiny_command(dir.path(), &output, &[])
         .env("RUST_LOG", "info")
         .output()
         .unwrap();
@@ -239,6 +216,11 @@ fn a_trained_adapter_loads_like_its_merged_model() {
 /// A tiny full fine-tuning run on tiny BERT: `extra` flags added; returns
 /// the process output. `data` holds four records with one negative each.
 fn tiny_run(dir: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> Output {
+    tiny_command(dir, output, extra).output().unwrap()
+}
+
+/// `train` of the tiny BERT on `dir/d.jsonl` (written unless it exists) into `output`.
+fn tiny_command(dir: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> Command {
     let data = dir.join("d.jsonl");
     if !data.exists() {
         let rows: Vec<String> = (0..4)
@@ -273,7 +255,9 @@ fn tiny_run(dir: &std::path::Path, output: &std::path::Path, extra: &[&str]) -> 
         "16",
     ];
     args.extend_from_slice(extra);
-    reasonembed(&args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reasonembed"));
+    command.args(&args);
+    command
 }
 
 fn stderr(out: &Output) -> String {

@@ -101,6 +101,14 @@ impl Embeddings {
 impl Embeddings {
     /// The normalised embeddings of every packed token, `[tokens, hidden]`.
     fn forward_packed(&self, packed: &crate::packed::Packed) -> Result<Vec<f32>> {
+        let mut x = self.sum_packed(packed)?;
+        crate::packed::layer_norm_rows(&mut x, &self.norm)?;
+        Ok(x)
+    }
+
+    /// Word, position and token-type embeddings of every packed token,
+    /// summed (before the norm), `[tokens, hidden]`.
+    pub(crate) fn sum_packed(&self, packed: &crate::packed::Packed) -> Result<Vec<f32>> {
         use crate::packed::add_rows;
         let mut x = vec![0f32; packed.tokens() * self.word.weight.dim(1)?];
         add_rows(&self.word.weight, packed.ids.iter().map(|&i| i as usize), &mut x)?;
@@ -111,7 +119,6 @@ impl Embeddings {
         )?;
         // Single-segment inputs: every token has type 0.
         add_rows(&self.token_type.weight, std::iter::repeat_n(0, packed.tokens()), &mut x)?;
-        crate::packed::layer_norm_rows(&mut x, &self.norm)?;
         Ok(x)
     }
 }

@@ -14,7 +14,7 @@ use crate::batch::TokenBatch;
 use crate::bert::{Bert, Embeddings, Layer};
 use crate::nn::Activation;
 use crate::ops::dropout_mask;
-use crate::packed::{Packed, add_rows, gelu_erf};
+use crate::packed::{Packed, gelu_erf};
 
 /// What BERT's backward pass needs.
 pub(super) struct BertTape {
@@ -47,16 +47,7 @@ struct LayerTape {
 
 impl Embeddings {
     fn forward_taped(&self, packed: &Packed) -> Result<(Vec<f32>, EmbeddingsTape)> {
-        let dim = self.word.weight.dim(1)?;
-        let mut x = vec![0f32; packed.tokens() * dim];
-        add_rows(&self.word.weight, packed.ids.iter().map(|&i| i as usize), &mut x)?;
-        add_rows(
-            &self.position.weight,
-            packed.positions.iter().map(|&p| p as usize),
-            &mut x,
-        )?;
-        // Single-segment inputs: every token has type 0.
-        add_rows(&self.token_type.weight, std::iter::repeat_n(0, packed.tokens()), &mut x)?;
+        let x = self.sum_packed(packed)?;
         let mut out = vec![0f32; x.len()];
         let norm = layer_norm_forward(x, &self.norm, &mut out)?;
         let dropout = dropout_mask(out.len(), self.dropout)?;
