@@ -46,18 +46,21 @@ pub struct EmbedderOptions {
     pub trainable: Trainable,
     /// A LoRA adapter in the PEFT layout to apply (inference).
     pub adapter: Option<std::path::PathBuf>,
-    /// Which code runs inference on the CPU (the packed path by default).
+    /// Which code runs on the CPU (the packed path by default).
     pub kernels: Kernels,
 }
 
-/// Which code runs inference on the CPU.
+/// Which code runs on the CPU, for inference and for training.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Kernels {
     /// The packed path ([`crate::packed`]: no padding, MKL GEMMs, fused
-    /// element-wise passes) where it covers the model, else `Reference`.
+    /// element-wise passes) for inference, and backward passes written by
+    /// hand on it ([`crate::hand`]) for training, where they cover the
+    /// model; else `Reference`.
     #[default]
     Fast,
-    /// The backbone's candle ops, the same that training differentiates.
+    /// The backbone's candle ops, differentiated by candle's autograd when
+    /// training.
     Reference,
 }
 

@@ -74,8 +74,6 @@ pub struct Input {
 }
 
 impl Input {
-    /// Reads FlagEmbedding JSONL: every line an object with a string `query`
-    /// and string lists `pos` and `neg`; errors name the file, line and field.
     /// Training records from a BEIR collection: each judged query (relevance
     /// ≥ `min_relevance`) with its judged documents as positives and no
     /// negatives yet ([`Input::mine_negatives`] finds them).
@@ -187,6 +185,8 @@ impl Input {
         Prompts::for_domain(&self.domain, &self.domain, None).annotate
     }
 
+    /// Reads FlagEmbedding JSONL: every line an object with a string `query`
+    /// and string lists `pos` and `neg`; errors name the file, line and field.
     pub fn read(path: &Path, domain: &str) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         let mut records = Vec::new();

@@ -110,10 +110,12 @@ fn losses() -> [Loss; 2] {
     ]
 }
 
-fn step(embedder: &Embedder, loss: &Loss, seed: u64, grad_cache: bool) -> (Grads, f64) {
+/// One plain step's gradients and summed per-query loss (GradCache against
+/// plain is `training.rs`'s test).
+fn step(embedder: &Embedder, loss: &Loss, seed: u64) -> (Grads, f64) {
     let opts = StepOptions {
         chunk: 4,
-        grad_cache,
+        grad_cache: false,
         seed,
     };
     let (grads, out) = gradients(embedder, &batch(embedder), loss, 3, &opts).unwrap();
@@ -167,8 +169,8 @@ fn assert_same_gradients(model: &Path, name: &str, trainable: Trainable, toleran
         let reference = load(model.path(), &trainable, pooling, Kernels::Reference);
         assert!(fast.trains_by_hand() && !reference.trains_by_hand());
         for loss in losses() {
-            let (by_hand, loss_by_hand) = step(&fast, &loss, 1, false);
-            let (autograd, loss_autograd) = step(&reference, &loss, 1, false);
+            let (by_hand, loss_by_hand) = step(&fast, &loss, 1);
+            let (autograd, loss_autograd) = step(&reference, &loss, 1);
             let what = format!("{name} {trainable:?} {pooling:?} {:?}", loss.kind);
             assert!(
                 (loss_by_hand - loss_autograd).abs() < 1e-4 * loss_autograd.abs().max(1.0),
@@ -209,9 +211,9 @@ fn with_dropout_a_seed_replays_its_step() {
             Kernels::Fast,
         );
         let [loss, _] = losses();
-        let (a, loss_a) = step(&embedder, &loss, 7, false);
-        let (b, loss_b) = step(&embedder, &loss, 7, false);
-        let (_, loss_c) = step(&embedder, &loss, 8, false);
+        let (a, loss_a) = step(&embedder, &loss, 7);
+        let (b, loss_b) = step(&embedder, &loss, 7);
+        let (_, loss_c) = step(&embedder, &loss, 8);
         assert_eq!(loss_a, loss_b, "{name}: the same seed, the same masks");
         assert_ne!(loss_a, loss_c, "{name}: another seed, other masks");
         for (param, g) in &a {
