@@ -48,6 +48,17 @@ pub fn cpu_blas() -> Option<String> {
     None
 }
 
+/// Whether the packed path multiplies bf16 on its own AMX kernel (the CPU
+/// has AMX-BF16 and Linux grants the tile state) rather than on MKL: the two
+/// sum products in different orders, so bf16 vectors differ in their last
+/// bits between such machines.
+pub fn amx() -> bool {
+    #[cfg(feature = "mkl")]
+    return crate::amx::available();
+    #[cfg(not(feature = "mkl"))]
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,10 +223,16 @@ impl Embedder {
         let pad_id = folder.config_token_id("pad_token_id").or(eos_id).unwrap_or(0);
         let packed = runs_packed(options.kernels, &device, &backbone, &trainable_vars);
         let kernels = format!(
-            "{}{}",
+            "{}{}{}",
             if packed { "packed" } else { "candle" },
             if crate::device::cpu_blas().is_some() {
                 "+mkl"
+            } else {
+                ""
+            },
+            // Part of the identity key: bf16 vectors differ between kernels.
+            if packed && dtype == DType::BF16 && crate::device::amx() {
+                "+amx"
             } else {
                 ""
             }

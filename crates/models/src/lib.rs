@@ -10,13 +10,16 @@
 //! contract (prompts, truncation, batching, normalisation: [`encode`]) and a
 //! model's identity ([`identity`]) that keys every cache. On the CPU,
 //! inference takes the packed path (`packed.rs`, feature `mkl`): unpadded
-//! rows through MKL GEMMs and fused passes, tested against the backbones'
+//! rows through MKL GEMMs (bf16 on AMX through our own kernel, `amx.rs`)
+//! and fused passes, tested against the backbones'
 //! candle ops; training in f32 takes backward passes written by hand on the
 //! same rows ([`hand`]), tested against candle's autograd. Of the workspace it depends only on `reasonembed-mkl` (the
 //! BLAS it calls), and knows nothing of files of texts, search, training
 //! loops or the command line: those stages call it.
 
 pub mod adapter;
+#[cfg(feature = "mkl")]
+mod amx;
 pub mod attention;
 pub mod backbone;
 pub mod batch;

@@ -120,7 +120,7 @@ pub struct Linear {
     /// The weight in MKL's packed layout, made by the packed inference path
     /// on first use (it runs on frozen weights only).
     #[cfg(feature = "mkl")]
-    pub(crate) packed: std::sync::OnceLock<std::sync::Arc<reasonembed_mkl::PackedB>>,
+    pub(crate) packed: std::sync::OnceLock<std::sync::Arc<crate::packed::PackedWeight>>,
 }
 
 impl Linear {

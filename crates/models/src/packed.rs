@@ -1,7 +1,8 @@
 //! Unpadded ("packed") inference on CPU, for the encoder and decoder
 //! backbones: the real tokens of a batch sit back to back as the rows of one
 //! `[tokens, hidden]` matrix, so no pad token is ever computed; dense layers
-//! are MKL GEMMs over blocks of those rows, attention runs per sequence, and
+//! are GEMMs (MKL's; for bf16 on AMX, our own) over blocks of those rows,
+//! attention runs per sequence, and
 //! bias, residual, activation (GELU, SwiGLU) and norm (layer norm, RMSNorm)
 //! run on each block while it is in cache.
 //!
@@ -11,11 +12,12 @@
 //! leave MKL's OpenMP workers spinning through rayon's work.
 //!
 //! Precision: activations stay f32. With bf16 weights each GEMM takes its
-//! input rounded to bf16 and accumulates in f32 (AMX or AVX512-BF16 where the
-//! CPU has them); norms, softmax and GELU are computed in f32.
+//! input rounded to bf16 and accumulates in f32: on our own AMX kernel
+//! ([`crate::amx`]) where the CPU has AMX, else on MKL (AVX512-BF16 where the
+//! CPU has it); norms, softmax and GELU are computed in f32.
 //!
 //! Inference only, on frozen weights: nothing here records a gradient, and
-//! each layer keeps its weight packed for MKL after the first batch.
+//! each layer keeps its weight packed for its GEMM after the first batch.
 //! `Mode::Train` and every model this path does not cover use the candle ops
 //! of the backbone files, the reference this path is tested against; training
 //! by hand (`hand/`) reuses the packing and the row kernels here.
@@ -24,9 +26,10 @@ use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use half::slice::HalfFloatSliceExt as _;
 use multiversion::multiversion;
 use rayon::prelude::*;
-use reasonembed_mkl::{BLayout, ElementType, Mat, MatMut, Output, PackedB};
+use reasonembed_mkl::{BLayout, Mat, MatMut, Output, PackedA, PackedB};
 use std::sync::Arc;
 
+use crate::amx::{AmxRows, AmxWeight, bf16_bits};
 use crate::batch::TokenBatch;
 use crate::nn::{LayerNorm, Linear};
 
@@ -102,25 +105,97 @@ pub(crate) fn add_rows(table: &Tensor, ids: impl ExactSizeIterator<Item = usize>
     Ok(())
 }
 
-/// The layer's weight in MKL's packed layout (made on first use, then
-/// kept with the layer).
-fn packed_weight(layer: &Linear) -> Result<Arc<PackedB>> {
+/// How a dense layer of the packed path multiplies: as its weight's dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// f32 weights and inputs: MKL's SGEMM.
+    F32,
+    /// bf16 weights, inputs rounded to bf16, f32 sums.
+    Bf16,
+}
+
+/// Output columns per packed slab of a bf16 weight for MKL. MKL's bf16 GEMM
+/// streams its whole `B` once per few rows of `A`: on a wide weight
+/// (megabytes) that is bound by memory, on a slab that stays in the L2 cache
+/// across a block's rows it runs faster (measured on the 1024 × 6144 layers
+/// of the Qwen3-0.6B shape: ≈ 1.1 TFLOP/s → 1.4–1.6 TFLOP/s on 2 cores).
+/// SGEMM is bound by arithmetic, so f32 weights stay whole.
+const SLAB_COLUMNS: usize = 256;
+
+/// A layer's weight, packed for the GEMM that multiplies it.
+#[derive(Debug)]
+pub(crate) struct PackedWeight {
+    form: Form,
+    kernel: WeightKernel,
+    /// `(n, k)` of the layer: `n` outputs, `k` inputs.
+    n: usize,
+    k: usize,
+}
+
+/// Which GEMM a weight is packed for.
+#[derive(Debug)]
+enum WeightKernel {
+    /// MKL's packed layout, as column slabs of the output (whole for f32).
+    Mkl(Vec<PackedB>),
+    /// Our own AMX kernel ([`crate::amx`]), for bf16 where the CPU has AMX:
+    /// ≈ 2.1–2.5 TFLOP/s on those layers, where MKL's slabs reach 1.4–1.6.
+    Amx(AmxWeight),
+}
+
+impl PackedWeight {
+    fn new(weight: &Tensor) -> Result<Self> {
+        let (n, k) = weight.dims2()?;
+        let (storage, tensor_layout) = weight.storage_and_layout();
+        let Some((start, end)) = tensor_layout.contiguous_offsets() else {
+            candle_core::bail!("packed path: expected a contiguous weight");
+        };
+        let (form, kernel) = match &*storage {
+            Storage::Cpu(CpuStorage::F32(v)) => (
+                Form::F32,
+                WeightKernel::Mkl(vec![PackedB::new(Mat::dense(&v[start..end], n, k), BLayout::NByK)]),
+            ),
+            Storage::Cpu(CpuStorage::BF16(v)) if crate::amx::available() => {
+                let bits: &[u16] = v[start..end].reinterpret_cast();
+                let tiles = AmxWeight::new(n, k, |col, depth| bits[col * k + depth]);
+                (Form::Bf16, WeightKernel::Amx(tiles))
+            }
+            Storage::Cpu(CpuStorage::BF16(v)) => {
+                let bits: &[u16] = v[start..end].reinterpret_cast();
+                let slab = |j: usize| {
+                    let cols = SLAB_COLUMNS.min(n - j);
+                    PackedB::new(Mat::dense(&bits[j * k..(j + cols) * k], cols, k), BLayout::NByK)
+                };
+                (
+                    Form::Bf16,
+                    WeightKernel::Mkl((0..n).step_by(SLAB_COLUMNS).map(slab).collect()),
+                )
+            }
+            _ => candle_core::bail!("packed path: expected f32 or bf16 weights on the CPU"),
+        };
+        Ok(Self { form, kernel, n, k })
+    }
+
+    /// MKL's slabs with their first output column (none for AMX).
+    fn slabs(&self) -> impl Iterator<Item = (usize, &PackedB)> {
+        let slabs = match &self.kernel {
+            WeightKernel::Mkl(slabs) => &slabs[..],
+            WeightKernel::Amx(_) => &[],
+        };
+        slabs.iter().scan(0, |col, s| {
+            let at = *col;
+            *col += s.dims().0;
+            Some((at, s))
+        })
+    }
+}
+
+/// The layer's weight packed for MKL (made on first use, then kept with the
+/// layer).
+fn packed_weight(layer: &Linear) -> Result<Arc<PackedWeight>> {
     if let Some(p) = layer.packed.get() {
         return Ok(p.clone());
     }
-    let weight = layer.parts().0;
-    let (n, k) = weight.dims2()?;
-    let (storage, tensor_layout) = weight.storage_and_layout();
-    let Some((start, end)) = tensor_layout.contiguous_offsets() else {
-        candle_core::bail!("packed path: expected a contiguous weight");
-    };
-    let pack = match &*storage {
-        Storage::Cpu(CpuStorage::F32(v)) => PackedB::new(Mat::dense(&v[start..end], n, k), BLayout::NByK),
-        Storage::Cpu(CpuStorage::BF16(v)) => {
-            PackedB::new(Mat::dense(v[start..end].reinterpret_cast(), n, k), BLayout::NByK)
-        }
-        _ => candle_core::bail!("packed path: expected f32 or bf16 weights on the CPU"),
-    };
+    let pack = PackedWeight::new(layer.parts().0)?;
     Ok(layer.packed.get_or_init(|| Arc::new(pack)).clone())
 }
 
@@ -134,16 +209,22 @@ pub(crate) fn chunk_rows(rows: usize) -> usize {
     rows.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
-/// Rows per block of a [`linear`]: small enough that a block's output (up to
-/// a few thousand columns) stays in the L2 cache for the passes after the
-/// GEMM, large enough for MKL's kernels to run at full rate.
+/// Rows per block of an f32 [`linear`]: small enough that a block's output
+/// (up to a few thousand columns) stays in the L2 cache for the passes after
+/// the GEMM, large enough for MKL's kernels to run at full rate.
 const BLOCK_ROWS: usize = 64;
+
+/// The most rows per block of a bf16 [`linear`]: each block reads every slab
+/// of the weight once, so larger blocks read less of it; 128–256 rows ran
+/// fastest.
+const BF16_BLOCK_ROWS: usize = 256;
 
 /// Linear layers side by side, ready for packed rows: weights packed for
 /// MKL, biases in f32.
 struct Dense {
-    weights: Vec<Arc<PackedB>>,
+    weights: Vec<Arc<PackedWeight>>,
     biases: Vec<Option<Vec<f32>>>,
+    form: Form,
     /// Input width.
     k: usize,
     /// Output width: the layers' widths summed.
@@ -153,34 +234,52 @@ struct Dense {
 thread_local! {
     /// Per-thread scratch rows, reused across blocks: a fresh allocation of
     /// this size would be a new mapping (and its page faults) every time.
-    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<u16>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread bf16 rows of a block and their MKL packing, as [`SCRATCH`].
+    static PACKED_A: std::cell::RefCell<(Vec<u16>, PackedA)> = std::cell::RefCell::new(Default::default());
+    /// Per-thread bf16 rows of a block in AMX tiles, as [`SCRATCH`].
+    static AMX_ROWS: std::cell::RefCell<AmxRows> = std::cell::RefCell::new(AmxRows::default());
 }
 
 impl Dense {
     fn new(layers: &[&Linear]) -> Result<Self> {
         let weights = layers.iter().map(|l| packed_weight(l)).collect::<Result<Vec<_>>>()?;
+        let form = weights.first().map_or(Form::F32, |w| w.form);
         let biases = layers
             .iter()
             .map(|l| l.parts().1.map(vector).transpose())
             .collect::<Result<Vec<_>>>()?;
-        let k = weights.first().map_or(0, |w| w.dims().1);
-        if weights.iter().any(|w| w.dims().1 != k || w.kind() != weights[0].kind()) {
+        let k = weights.first().map_or(0, |w| w.k);
+        if weights.iter().any(|w| w.k != k || w.form != form) {
             candle_core::bail!("packed path: side-by-side layers need one input width and one dtype");
         }
-        let width = weights.iter().map(|w| w.dims().0).sum();
+        let width = weights.iter().map(|w| w.n).sum();
         Ok(Self {
             weights,
             biases,
+            form,
             k,
             width,
         })
     }
 
+    /// Rows per block for a matrix of `rows` rows: [`BLOCK_ROWS`] for f32;
+    /// for bf16 at most [`BF16_BLOCK_ROWS`], in a number of blocks that the
+    /// threads share evenly.
+    fn block_rows(&self, rows: usize) -> usize {
+        if self.form == Form::F32 {
+            return BLOCK_ROWS;
+        }
+        let threads = rayon::current_num_threads().max(1);
+        let blocks = threads * rows.div_ceil(threads * BF16_BLOCK_ROWS).max(1);
+        rows.div_ceil(blocks).max(1)
+    }
+
     /// One block of rows: `out = x · Wᵀ + b (+ residual)`, then `post` on
-    /// each finished row while the block is in cache. For bf16 weights the
-    /// block is rounded to bf16 once, for every layer. `x` holds rows `lda`
-    /// apart whose first `k` values are the input (`lda > k` when the rows
-    /// carry more than this layer reads).
+    /// each finished row while the block is in cache. For the bf16 forms the
+    /// block is converted once, for every layer. `x` holds rows `lda` apart
+    /// whose first `k` values are the input (`lda > k` when the rows carry
+    /// more than this layer reads).
     fn block(
         &self,
         x: &[f32],
@@ -195,32 +294,53 @@ impl Dense {
         // own: there the rows start as bias + residual and the product is
         // accumulated onto them. The f32 GEMM does not, so there bias and
         // residual are added after, on rows still in cache.
-        let bf16 = self.weights[0].kind() == ElementType::Bf16;
-        if bf16 {
+        let amx = matches!(self.weights[0].kernel, WeightKernel::Amx(_));
+        // Rows start at 0 in the AMX kernel's tiles.
+        let starts_at_zero = residual.is_none() && self.biases.iter().all(Option::is_none);
+        if self.form != Form::F32 && !(amx && starts_at_zero) {
             self.start_rows(out, residual);
         }
-        SCRATCH.with_borrow_mut(|(_, x16)| {
-            if bf16 {
+        let mut col = 0;
+        if self.form == Form::F32 {
+            for weight in &self.weights {
+                for (at, slab) in weight.slabs() {
+                    let c = MatMut::strided(&mut out[col + at..], m, slab.dims().0, ldc);
+                    let a = Mat::strided(x, m, k, lda);
+                    reasonembed_mkl::sequential(|| reasonembed_mkl::gemm_packed(a, slab, c, Output::Overwrite));
+                }
+                col += weight.n;
+            }
+        } else if amx {
+            // The block rounded to bf16 into tiles once, for every layer.
+            AMX_ROWS.with_borrow_mut(|rows| {
+                rows.pack(x, m, k, lda);
+                for weight in &self.weights {
+                    if let WeightKernel::Amx(w) = &weight.kernel {
+                        crate::amx::gemm(rows, w, &mut out[col..], ldc, weight.n, !starts_at_zero);
+                    }
+                    col += weight.n;
+                }
+            });
+        } else {
+            // The block rounded to bf16 and packed once, for every slab of
+            // every layer (MKL would copy it on each product otherwise).
+            PACKED_A.with_borrow_mut(|(x16, a)| {
                 x16.clear();
                 x.chunks(lda).for_each(|row| to_bf16_into(&row[..k], x16));
-            }
-            let mut col = 0;
-            for weight in &self.weights {
-                let n = weight.dims().0;
-                let c = MatMut::strided(&mut out[col..], m, n, ldc);
-                reasonembed_mkl::sequential(|| match weight.kind() {
-                    ElementType::Bf16 => {
-                        reasonembed_mkl::gemm_packed(Mat::dense(x16, m, k), weight, c, Output::Accumulate)
+                a.pack(Mat::dense(x16, m, k));
+                for weight in &self.weights {
+                    for (at, slab) in weight.slabs() {
+                        let c = MatMut::strided(&mut out[col + at..], m, slab.dims().0, ldc);
+                        reasonembed_mkl::sequential(|| {
+                            reasonembed_mkl::gemm_packed_both(a, slab, c, Output::Accumulate)
+                        });
                     }
-                    ElementType::F32 => {
-                        reasonembed_mkl::gemm_packed(Mat::strided(x, m, k, lda), weight, c, Output::Overwrite)
-                    }
-                });
-                col += n;
-            }
-        });
+                    col += weight.n;
+                }
+            });
+        }
         for (r, row) in out.chunks_mut(ldc).enumerate() {
-            if !bf16 {
+            if self.form == Form::F32 {
                 let res = residual.map(|res| &res[r * ldc..][..ldc]);
                 self.for_each_layer(row, res, add_into);
             }
@@ -232,9 +352,8 @@ impl Dense {
     fn start_rows(&self, out: &mut [f32], residual: Option<&[f32]>) {
         let ldc = self.width;
         for (r, row) in out.chunks_mut(ldc).enumerate() {
-            row.fill(0.0);
             let res = residual.map(|res| &res[r * ldc..][..ldc]);
-            self.for_each_layer(row, res, add_into);
+            self.for_each_layer(row, res, set_sum);
         }
     }
 
@@ -247,7 +366,7 @@ impl Dense {
     ) {
         let mut col = 0;
         for (weight, bias) in self.weights.iter().zip(&self.biases) {
-            let n = weight.dims().0;
+            let n = weight.n;
             f(
                 &mut row[col..col + n],
                 bias.as_deref(),
@@ -256,11 +375,6 @@ impl Dense {
             col += n;
         }
     }
-}
-
-/// The blocks of rows (`width` values each) that the kernels work on.
-fn blocks(v: &[f32], width: usize) -> rayon::slice::Chunks<'_, f32> {
-    v.par_chunks(BLOCK_ROWS * width.max(1))
 }
 
 /// `out[r] = x[r] · [W₁ W₂ …]ᵀ + [b₁ b₂ …] (+ residual[r])` for each row of
@@ -280,11 +394,12 @@ pub(crate) fn linear(
         residual.is_none_or(|r| r.len() == out.len()),
         "the residual must match the output"
     );
-    out.par_chunks_mut(BLOCK_ROWS * dense.width)
-        .zip(blocks(x, dense.k))
+    let block = dense.block_rows(rows);
+    out.par_chunks_mut(block * dense.width)
+        .zip(x.par_chunks(block * dense.k.max(1)))
         .enumerate()
-        .for_each(|(block, (out, x))| {
-            let res = residual.map(|r| &r[block * BLOCK_ROWS * dense.width..][..out.len()]);
+        .for_each(|(i, (out, x))| {
+            let res = residual.map(|r| &r[i * block * dense.width..][..out.len()]);
             dense.block(x, dense.k, out, res, &post);
         });
     Ok(())
@@ -307,15 +422,16 @@ pub(crate) fn feed_forward(
     if down.k > up.width || x.len() / up.k.max(1) * down.width != out.len() || residual.len() != out.len() {
         candle_core::bail!("packed path: feed-forward shapes do not chain");
     }
-    out.par_chunks_mut(BLOCK_ROWS * down.width)
-        .zip(blocks(x, up.k))
-        .zip(blocks(residual, down.width))
+    let block = up.block_rows(x.len() / up.k.max(1));
+    out.par_chunks_mut(block * down.width)
+        .zip(x.par_chunks(block * up.k.max(1)))
+        .zip(residual.par_chunks(block * down.width.max(1)))
         .for_each(|((out, x), res)| {
-            let mut inter = SCRATCH.with_borrow_mut(|(f, _)| std::mem::take(f));
+            let mut inter = SCRATCH.with_borrow_mut(std::mem::take);
             inter.resize(x.len() / up.k * up.width, 0.0);
             up.block(x, up.k, &mut inter, None, &act);
             down.block(&inter, up.width, out, Some(res), &post);
-            SCRATCH.with_borrow_mut(|(f, _)| *f = inter);
+            SCRATCH.with_borrow_mut(|f| *f = inter);
         });
     Ok(())
 }
@@ -328,15 +444,21 @@ fn add_into(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) {
     }
 }
 
+/// `row = bias + residual`, either may be absent (0).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn set_sum(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) {
+    match (bias, residual) {
+        (Some(b), Some(r)) => row.iter_mut().zip(b.iter().zip(r)).for_each(|(o, (b, r))| *o = b + r),
+        (Some(v), None) | (None, Some(v)) => row.copy_from_slice(v),
+        (None, None) => row.fill(0.0),
+    }
+}
+
 /// Appends `x` rounded to bf16 (to nearest, ties to even; as their bits) to
 /// `out`, for the input of a bf16 GEMM. NaN stays NaN.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 fn to_bf16_into(x: &[f32], out: &mut Vec<u16>) {
-    out.extend(x.iter().map(|v| {
-        let b = v.to_bits();
-        let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
-        if v.is_nan() { (b >> 16) as u16 | 0x40 } else { rounded }
-    }));
+    out.extend(x.iter().map(|&v| bf16_bits(v)));
 }
 
 /// How the heads of an attention layer sit in a packed `qkv` row: the query
@@ -406,7 +528,9 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, 
         let len = ctx.len() / hidden;
         let rows = &qkv[start * width..(start + len) * width];
         reasonembed_mkl::sequential(|| {
-            if bf16 && len > BF16_ATTENTION_FROM {
+            if bf16 && len > BF16_ATTENTION_FROM && crate::amx::available() {
+                attend_amx(rows, len, heads, ctx);
+            } else if bf16 && len > BF16_ATTENTION_FROM {
                 let mut rows16 = Vec::with_capacity(rows.len());
                 to_bf16_into(rows, &mut rows16);
                 attend(&rows16, len, heads, ctx);
@@ -419,21 +543,45 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, 
 
 /// The element types attention multiplies in: f32, or bf16 as its bits.
 trait AttentionInput: reasonembed_mkl::Element {
-    /// Probabilities (f32) as the input of the second product, in `out` if
-    /// they need converting.
-    fn probabilities<'a>(p: &'a [f32], out: &'a mut Vec<Self>) -> &'a [Self];
+    /// The probabilities of a block of score rows (`stride` apart; row `i`
+    /// has `len(i)` real scores), as the input of the second product: in
+    /// place for f32, in `out` for bf16.
+    fn probabilities<'a>(
+        scores: &'a mut [f32],
+        stride: usize,
+        len: impl Fn(usize) -> usize,
+        scale: f32,
+        out: &'a mut Vec<Self>,
+    ) -> &'a [Self];
 }
 
 impl AttentionInput for f32 {
-    fn probabilities<'a>(p: &'a [f32], _: &'a mut Vec<f32>) -> &'a [f32] {
-        p
+    fn probabilities<'a>(
+        scores: &'a mut [f32],
+        stride: usize,
+        len: impl Fn(usize) -> usize,
+        scale: f32,
+        _: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        for (i, row) in scores.chunks_mut(stride).enumerate() {
+            softmax(row, len(i), scale);
+        }
+        scores
     }
 }
 
 impl AttentionInput for u16 {
-    fn probabilities<'a>(p: &'a [f32], out: &'a mut Vec<u16>) -> &'a [u16] {
+    fn probabilities<'a>(
+        scores: &'a mut [f32],
+        stride: usize,
+        len: impl Fn(usize) -> usize,
+        scale: f32,
+        out: &'a mut Vec<u16>,
+    ) -> &'a [u16] {
         out.clear();
-        to_bf16_into(p, out);
+        for (i, row) in scores.chunks_mut(stride).enumerate() {
+            softmax_to_bf16(row, len(i), scale, out);
+        }
         out
     }
 }
@@ -462,13 +610,43 @@ fn attend<T: AttentionInput>(rows: &[T], len: usize, heads: Heads, ctx: &mut [f3
             // separate pass over the scores for an alpha other than 1.
             let s = MatMut::strided(&mut scores, m, keys, stride);
             reasonembed_mkl::gemm(1.0, q, k, BLayout::NByK, s, Output::Overwrite);
-            for (i, row) in scores.chunks_mut(stride).enumerate() {
-                softmax(row, if heads.causal { r0 + i + 1 } else { len }, scale);
-            }
-            let p = T::probabilities(&scores, &mut probs);
+            let real = |i: usize| if heads.causal { r0 + i + 1 } else { len };
+            let p = T::probabilities(&mut scores, stride, real, scale, &mut probs);
             let out = MatMut::strided(&mut ctx[r0 * hidden + h * d..], m, d, hidden);
             let p = Mat::strided(p, m, keys, stride);
             reasonembed_mkl::gemm(1.0, p, v, BLayout::KByN, out, Output::Overwrite);
+        }
+    }
+}
+
+/// [`attend`] with bf16 products on AMX tiles ([`crate::amx`]): each key
+/// and value head is rounded into tiles once, for every query head of its
+/// group and every block of queries; scores and softmax stay f32.
+fn attend_amx(rows: &[f32], len: usize, heads: Heads, ctx: &mut [f32]) {
+    let (width, hidden, d) = (heads.qkv_width(), heads.q * heads.dim, heads.dim);
+    let group = heads.q / heads.kv.max(1);
+    let scale = 1.0 / (d as f32).sqrt();
+    let (mut queries, mut probs, mut scores) = (AmxRows::default(), AmxRows::default(), Vec::new());
+    for kv in 0..heads.kv {
+        let (k_at, v_at) = ((heads.q + kv) * d, (heads.q + heads.kv + kv) * d);
+        let keys_w = AmxWeight::new(len, d, |key, i| bf16_bits(rows[key * width + k_at + i]));
+        let values_w = AmxWeight::new(d, len, |j, key| bf16_bits(rows[key * width + v_at + j]));
+        for h in kv * group..(kv + 1) * group {
+            for r0 in (0..len).step_by(QUERY_BLOCK) {
+                let m = QUERY_BLOCK.min(len - r0);
+                let keys = if heads.causal { r0 + m } else { len };
+                // Whole tiles of scores, so softmax has no scalar tail.
+                let stride = keys.next_multiple_of(32);
+                scores.resize(m * stride, 0.0);
+                queries.pack(&rows[r0 * width + h * d..], m, d, width);
+                crate::amx::gemm(&queries, &keys_w, &mut scores, stride, stride, false);
+                for (i, row) in scores.chunks_mut(stride).enumerate() {
+                    softmax(row, if heads.causal { r0 + i + 1 } else { len }, scale);
+                }
+                probs.pack(&scores, m, keys, stride);
+                let out = &mut ctx[r0 * hidden + h * d..];
+                crate::amx::gemm(&probs, &values_w, out, hidden, d, false);
+            }
         }
     }
 }
@@ -502,26 +680,44 @@ pub(crate) fn rotary(
 /// RMSNorm of each row of `x` (`weight.len()` wide) into `out`.
 pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let dim = weight.len();
-    out.copy_from_slice(x);
     out.par_chunks_mut(BLOCK_ROWS * dim)
-        .for_each(|rows| rows.chunks_mut(dim).for_each(|row| rms_norm(row, weight, eps)));
+        .zip(x.par_chunks(BLOCK_ROWS * dim))
+        .for_each(|(out, x)| {
+            out.chunks_mut(dim)
+                .zip(x.chunks(dim))
+                .for_each(|(out, x)| rms_norm_into(x, weight, eps, out))
+        });
 }
 
 /// The row's RMSNorm in place, as transformers' (`x / √(mean x² + ε) · w`).
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 pub(crate) fn rms_norm(row: &mut [f32], weight: &[f32], eps: f32) {
+    let scale = inverse_rms(row, eps);
+    row.iter_mut().zip(weight).for_each(|(v, w)| *v = *v * scale * w);
+}
+
+/// The RMSNorm of `x` written to `out`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn rms_norm_into(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let scale = inverse_rms(x, eps);
+    out.iter_mut()
+        .zip(x)
+        .zip(weight)
+        .for_each(|((o, v), w)| *o = *v * scale * w);
+}
+
+/// `1 / √(mean x² + ε)`.
+#[inline(always)]
+fn inverse_rms(x: &[f32], eps: f32) -> f32 {
     let mut sq = [0f32; 16];
-    let chunks = row.chunks_exact(16);
+    let chunks = x.chunks_exact(16);
     let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
     for c in chunks {
         for (a, v) in sq.iter_mut().zip(c) {
             *a += v * v;
         }
     }
-    let scale = 1.0 / ((sq.iter().sum::<f32>() + tail) / row.len() as f32 + eps).sqrt();
-    for (v, w) in row.iter_mut().zip(weight) {
-        *v = *v * scale * w;
-    }
+    1.0 / ((sq.iter().sum::<f32>() + tail) / x.len() as f32 + eps).sqrt()
 }
 
 /// SwiGLU on a row holding `[gate | up]`: its first half becomes
@@ -585,6 +781,21 @@ pub(crate) fn layer_norm(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32
 /// 16-wide vectors, and its values past `len` (padding) end as 0.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 pub(crate) fn softmax(row: &mut [f32], len: usize, scale: f32) {
+    let inv = softmax_unnormalised(row, len, scale);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// [`softmax`], with the probabilities appended to `out` rounded to bf16
+/// (as their bits) rather than written back; `row` keeps `e^(scale·(x - max))`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn softmax_to_bf16(row: &mut [f32], len: usize, scale: f32, out: &mut Vec<u16>) {
+    let inv = softmax_unnormalised(row, len, scale);
+    out.extend(row.iter().map(|v| bf16_bits(v * inv)));
+}
+
+/// The exponentials of [`softmax`] in place (padding 0), and 1 / their sum.
+#[inline(always)]
+fn softmax_unnormalised(row: &mut [f32], len: usize, scale: f32) -> f32 {
     debug_assert!(row.len().is_multiple_of(16) && len <= row.len());
     row[len..].fill(f32::NEG_INFINITY);
     let mut lanes = [f32::NEG_INFINITY; 16];
@@ -596,8 +807,7 @@ pub(crate) fn softmax(row: &mut [f32], len: usize, scale: f32) {
     let max = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     row.iter_mut().for_each(|v| *v = exp((*v - max) * scale));
     row[len..].fill(0.0);
-    let inv = 1.0 / sum(row);
-    row.iter_mut().for_each(|v| *v *= inv);
+    1.0 / sum(row)
 }
 
 /// The exact (erf) GELU in place, as transformers' `gelu`.

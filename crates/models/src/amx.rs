@@ -1,0 +1,401 @@
+//! A bf16 GEMM on Intel AMX tiles, for the bf16 dense layers of the packed
+//! path: `C += A · Wᵀ` with `A` bf16 rows, `W` a layer's weight packed once
+//! into tiles ([`AmxWeight`]) and `C` f32. MKL's bf16 GEMM reaches about half
+//! of what the tiles can do on our shapes (and PyTorch's oneDNN about twice
+//! MKL's rate), so the packed path runs its own kernel where the CPU has AMX.
+//!
+//! The kernel holds a 32 × 32 block of `C` in four tiles, and for each step
+//! of 32 along the depth loads two 16-row tiles of `A` and two 16-column tiles
+//! of `W` and issues four `TDPBF16PS`. Both operands are laid out tile by
+//! tile in the order the kernel reads them ([`AmxWeight`] once per layer,
+//! [`AmxRows`] per block of rows, while rounding them to bf16), and blocks go
+//! column panel by column panel, so a panel of the weight (32 columns) stays
+//! in the L2 cache for every row of `A`. Products sum in f32, the order
+//! along the depth fixed, so results do not depend on the number of threads.
+//! (Passes over part of the depth, to keep a panel in the L1 cache, were
+//! slower: each pass loads and stores `C` again.)
+//!
+//! x86_64 Linux only (elsewhere [`available`] is false): a process must ask
+//! the kernel for the tile state before its first AMX instruction
+//! ([`available`] does, once).
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use std::arch::asm;
+
+/// Rows and columns of a block of `C` (two tiles each way).
+const BLOCK: usize = 32;
+/// Depth of one step: 32 bf16 values, one 64-byte tile row.
+const STEP: usize = 32;
+
+/// One 64-byte tile row.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u16; 32]);
+
+/// Whether this process may run AMX-BF16 instructions: the CPU has them, the
+/// kernel has enabled their state, and it granted this process the tile data
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`). Decided once.
+pub(crate) fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    return *AVAILABLE.get_or_init(|| cpu_has_amx_bf16() && request_tile_data());
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    false
+}
+
+/// CPUID (AMX-BF16 and AMX-TILE) and XCR0 (tile state enabled by the OS).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn cpu_has_amx_bf16() -> bool {
+    use std::arch::x86_64::{__cpuid_count, _xgetbv};
+    if !std::arch::is_x86_feature_detected!("xsave") {
+        return false;
+    }
+    // SAFETY: CPUID is always available on x86_64, and leaf 7 is read only
+    // when the maximum leaf reaches it; XGETBV is available once OSXSAVE is
+    // set, which `xsave` detection checks.
+    unsafe {
+        if __cpuid_count(0, 0).eax < 7 {
+            return false;
+        }
+        let tile_and_bf16 = (1 << 24) | (1 << 22);
+        let os_state = 0b11 << 17;
+        __cpuid_count(7, 0).edx & tile_and_bf16 == tile_and_bf16 && _xgetbv(0) & os_state == os_state
+    }
+}
+
+/// Asks Linux for the AMX tile data state for this process.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> bool {
+    const ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: the arch_prctl system call with these arguments only changes
+    // this process's permitted XSAVE features; rcx and r11 are clobbered by
+    // `syscall`.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        )
+    };
+    ret == 0
+}
+
+/// A weight `W` (`n × k`, bf16) in tiles: panel by panel of 32 output
+/// columns, step by step of 32 along the depth, two tiles of 16 columns
+/// each, each tile 16 rows of `(W[j][2r], W[j][2r+1])` pairs for its
+/// columns `j` (the "VNNI" layout `TDPBF16PS` takes). Zero past `n` and `k`.
+#[derive(Debug)]
+pub(crate) struct AmxWeight {
+    lines: Vec<Line>,
+    n: usize,
+    k: usize,
+}
+
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Line")
+    }
+}
+
+impl AmxWeight {
+    /// Packs `W` (`n × k`), given as `value(column, depth)`: bf16 bits.
+    pub fn new(n: usize, k: usize, value: impl Fn(usize, usize) -> u16) -> Self {
+        let (panels, steps) = (n.div_ceil(BLOCK), k.div_ceil(STEP));
+        let mut lines = vec![Line([0; 32]); panels * steps * 2 * 16];
+        for (i, tile) in lines.chunks_mut(16).enumerate() {
+            let (panel, step, half) = (i / (steps * 2), i / 2 % steps, i % 2);
+            for (r, line) in tile.iter_mut().enumerate() {
+                for j in 0..16 {
+                    let col = panel * BLOCK + half * 16 + j;
+                    for e in 0..2 {
+                        let depth = step * STEP + 2 * r + e;
+                        if col < n && depth < k {
+                            line.0[2 * j + e] = value(col, depth);
+                        }
+                    }
+                }
+            }
+        }
+        Self { lines, n, k }
+    }
+}
+
+/// The tile configuration: palette 1, tiles 0–7 of 16 rows × 64 bytes.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+const CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    colsb: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
+/// Rows of `A` (f32 in, bf16 out) in tiles: chunk by chunk of 32 rows, step
+/// by step of 32 along the depth, two tiles of 16 rows each; zero past the
+/// last row and past the depth. Kept and refilled by [`AmxRows::pack`].
+#[derive(Debug, Default)]
+pub(crate) struct AmxRows {
+    lines: Vec<Line>,
+    m: usize,
+    k: usize,
+}
+
+impl AmxRows {
+    /// Packs `m` rows of `k` values, `lda` apart in `x`, rounded to bf16
+    /// ([`bf16_bits`]).
+    pub fn pack(&mut self, x: &[f32], m: usize, k: usize, lda: usize) {
+        let (chunks, steps) = (m.div_ceil(BLOCK), k.div_ceil(STEP));
+        self.lines.clear();
+        self.lines.resize(chunks * steps * 2 * 16, Line([0; 32]));
+        pack_rows(&mut self.lines, x, m, k, lda);
+        (self.m, self.k) = (m, k);
+    }
+}
+
+/// The rows of [`AmxRows::pack`] into their tiles (zeroed beforehand).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn pack_rows(lines: &mut [Line], x: &[f32], m: usize, k: usize, lda: usize) {
+    let steps = k.div_ceil(STEP);
+    for (r, row) in x.chunks(lda).take(m).enumerate() {
+        let (chunk, half, line) = (r / BLOCK, r % BLOCK / 16, r % 16);
+        for (step, values) in row[..k].chunks(STEP).enumerate() {
+            let tile = (chunk * steps + step) * 2 + half;
+            let dest = &mut lines[tile * 16 + line].0;
+            dest.iter_mut().zip(values).for_each(|(d, &v)| *d = bf16_bits(v));
+        }
+    }
+}
+
+/// `v` rounded to bf16 (to nearest, ties to even), as its bits; NaN stays
+/// NaN. The rounding of every bf16 product of the packed path.
+#[inline(always)]
+pub(crate) fn bf16_bits(v: f32) -> u16 {
+    let b = v.to_bits();
+    let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+    if v.is_nan() { (b >> 16) as u16 | 0x40 } else { rounded }
+}
+
+/// `C = A · Wᵀ`, or `C += A · Wᵀ` with `accumulate`, for the first `n`
+/// columns of `W` (up to its width rounded up to 32: the columns past its
+/// width give 0) and the first `a`'s depth of `W`'s depth: `c` holds `a`'s
+/// rows `ldc` apart, the first `n` values of each the output.
+///
+/// # Panics
+/// If AMX is not [`available`], `A` is deeper than `W`, `n` too wide, or
+/// `c` too short.
+pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usize, accumulate: bool) {
+    assert!(available(), "amx::gemm: AMX is not available");
+    let m = a.m;
+    assert!(a.k <= w.k, "amx::gemm: A is deeper than W");
+    assert!(
+        n <= w.n.next_multiple_of(BLOCK),
+        "amx::gemm: W has fewer than {n} columns"
+    );
+    assert!(
+        ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n),
+        "amx::gemm: C is too short"
+    );
+    let (steps, panel_steps) = (a.k.div_ceil(STEP), w.k.div_ceil(STEP));
+    if m == 0 || n == 0 || steps == 0 {
+        if !accumulate {
+            c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    unreachable!("AMX is available only on x86_64 Linux");
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    let mut edge = [0f32; BLOCK * BLOCK];
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // SAFETY: `available` holds; the configuration is a valid palette-1
+    // one; the tiles read lie inside `a` and `w` (both padded to whole
+    // blocks and steps), and the blocks written lie inside `c` (checked
+    // above) or `edge`.
+    unsafe {
+        asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+        for p in 0..n.div_ceil(BLOCK) {
+            let (col, cols) = (p * BLOCK, BLOCK.min(n - p * BLOCK));
+            let w_tiles = w.lines.as_ptr().add(p * panel_steps * 32);
+            for r0 in (0..m).step_by(BLOCK) {
+                let rows = BLOCK.min(m - r0);
+                let a_tiles = a.lines.as_ptr().add(r0 / BLOCK * steps * 32);
+                if rows == BLOCK && cols == BLOCK {
+                    let c = c.as_mut_ptr().add(r0 * ldc + col);
+                    block(a_tiles, w_tiles, c, ldc, steps, accumulate);
+                } else {
+                    for r in 0..rows {
+                        let start = &c[(r0 + r) * ldc + col..][..cols];
+                        let edge = &mut edge[r * BLOCK..][..cols];
+                        if accumulate {
+                            edge.copy_from_slice(start)
+                        } else {
+                            edge.fill(0.0)
+                        }
+                    }
+                    block(a_tiles, w_tiles, edge.as_mut_ptr(), BLOCK, steps, true);
+                    for r in 0..rows {
+                        c[(r0 + r) * ldc + col..][..cols].copy_from_slice(&edge[r * BLOCK..][..cols]);
+                    }
+                }
+            }
+        }
+        asm!("tilerelease", options(nostack, nomem));
+    }
+}
+
+/// One 32 × 32 block: `C += A · Wᵀ` (`C = …` unless `accumulate`) over
+/// `steps` steps of the depth, with `A`'s and `W`'s tiles for those steps in
+/// order from `a` and `w`.
+///
+/// # Safety
+/// The tile configuration is loaded; `a` and `w` hold `steps` pairs of tiles
+/// each; `c` 32 rows `ldc` apart of 32 values.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+unsafe fn block(a: *const Line, w: *const Line, c: *mut f32, ldc: usize, steps: usize, accumulate: bool) {
+    // SAFETY: as the caller guarantees; tmm0–3 hold C, tmm4–5 A, tmm6–7 W.
+    unsafe {
+        if accumulate {
+            asm!(
+                "tileloadd tmm0, [{c} + {ldc}*1]",
+                "tileloadd tmm1, [{c} + {ldc}*1 + 64]",
+                "tileloadd tmm2, [{cl} + {ldc}*1]",
+                "tileloadd tmm3, [{cl} + {ldc}*1 + 64]",
+                c = in(reg) c,
+                cl = in(reg) c.add(16 * ldc),
+                ldc = in(reg) ldc * 4,
+                options(nostack, readonly),
+            );
+        } else {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
+        }
+        asm!(
+            "2:",
+            "tileloadd tmm4, [{a} + {s64}*1]",
+            "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
+            "tileloadd tmm6, [{w} + {s64}*1]",
+            "tileloadd tmm7, [{w} + {s64}*1 + 1024]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {a}, 2048",
+            "add {w}, 2048",
+            "dec {steps}",
+            "jnz 2b",
+            "tilestored [{c} + {ldc}*1], tmm0",
+            "tilestored [{c} + {ldc}*1 + 64], tmm1",
+            "tilestored [{cl} + {ldc}*1], tmm2",
+            "tilestored [{cl} + {ldc}*1 + 64], tmm3",
+            c = in(reg) c,
+            cl = in(reg) c.add(16 * ldc),
+            ldc = in(reg) ldc * 4,
+            a = inout(reg) a => _,
+            w = inout(reg) w => _,
+            s64 = in(reg) 64usize,
+            steps = inout(reg) steps => _,
+            options(nostack),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1) that bf16 holds exactly (8 bits).
+    fn value(i: usize) -> f32 {
+        ((i * 7919 + 13) % 256) as f32 / 128.0 - 1.0
+    }
+
+    /// `C = start + A · Wᵀ` computed plainly, over `depth` values of each.
+    fn reference(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, depth: usize, start: &[f32]) -> Vec<f32> {
+        let mut c = start.to_vec();
+        for r in 0..m {
+            for j in 0..n {
+                c[r * n + j] += (0..depth).map(|i| a[r * k + i] * w[j * k + i]).sum::<f32>();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn products_match_a_plain_gemm_on_every_edge() {
+        if !available() {
+            eprintln!("no AMX on this CPU: the kernel is not used here");
+            return;
+        }
+        let mut rows = AmxRows::default();
+        // Shapes off the 32 × 32 blocks and the steps of 32, and whole ones.
+        for (m, n, k) in [(1, 1, 1), (37, 45, 70), (64, 96, 128), (33, 32, 31), (5, 200, 300)] {
+            let a: Vec<f32> = (0..m * k).map(value).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| value(i * 3 + 1)).collect();
+            let tiles = AmxWeight::new(n, k, |j, i| bf16_bits(w[j * k + i]));
+            rows.pack(&a, m, k, k);
+            let start: Vec<f32> = (0..m * n).map(|i| value(i * 5) * 4.0).collect();
+            for accumulate in [true, false] {
+                let mut c = if accumulate {
+                    start.clone()
+                } else {
+                    vec![f32::NAN; m * n]
+                };
+                gemm(&rows, &tiles, &mut c, n, n, accumulate);
+                let zero = vec![0.0; m * n];
+                let want = reference(&a, &w, m, n, k, k, if accumulate { &start } else { &zero });
+                // Exact values whose products and sums f32 holds exactly.
+                assert_eq!(c, want, "{m}×{n}×{k}, accumulate {accumulate}");
+            }
+        }
+    }
+
+    /// Attention multiplies by the first keys only (causal blocks) and writes
+    /// whole tiles of scores: a shallower `A`, and columns up to the next 32.
+    #[test]
+    fn a_shallower_a_and_padded_columns() {
+        if !available() {
+            return;
+        }
+        let (m, n, k, depth) = (20, 40, 100, 45);
+        let a: Vec<f32> = (0..m * depth).map(value).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| value(i + 7)).collect();
+        let tiles = AmxWeight::new(n, k, |j, i| bf16_bits(w[j * k + i]));
+        let mut rows = AmxRows::default();
+        rows.pack(&a, m, depth, depth);
+        let width = 64; // 40 columns rounded up to 32
+        let mut c = vec![f32::NAN; m * width];
+        gemm(&rows, &tiles, &mut c, width, width, false);
+        for r in 0..m {
+            for j in 0..width {
+                let want: f32 = if j < n {
+                    (0..depth).map(|i| a[r * depth + i] * w[j * k + i]).sum()
+                } else {
+                    0.0
+                };
+                assert_eq!(c[r * width + j], want, "row {r}, column {j}");
+            }
+        }
+    }
+}
