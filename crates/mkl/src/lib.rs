@@ -10,8 +10,7 @@
 //!   AVX512-BF16 otherwise, and a conversion path on older CPUs.
 //!   f32 runs on `cblas_sgemm`; both take strided operands ([`Mat`]).
 //! * [`PackedB`] and [`gemm_packed`]: a weight packed once in MKL's layout,
-//!   for products that reuse it; [`PackedA`] and [`gemm_packed_both`]: bf16
-//!   rows packed once for several such products.
+//!   for products that reuse it.
 //! * [`configure_threads`]: caps MKL's OpenMP threads at the size of the rayon
 //!   pool that candle's other CPU kernels use, once per process;
 //!   [`sequential`] runs MKL on one thread inside a rayon worker.
@@ -36,7 +35,6 @@ mod ffi {
     pub const NO_TRANS: c_int = 111;
     pub const TRANS: c_int = 112;
     pub const PACKED: c_int = 151;
-    pub const A_MATRIX: c_int = 161;
     pub const B_MATRIX: c_int = 162;
 
     unsafe extern "C" {
@@ -556,127 +554,6 @@ pub fn gemm_packed<T: Element>(a: Mat<T>, b: &PackedB, c: MatMut, output: Output
     let _ = (m, n, k, lda, ldc, output);
 }
 
-/// A bf16 `A` (`m × k`) in MKL's packed layout, for several products with
-/// packed `B`s of the same depth ([`gemm_packed_both`]): the products then
-/// skip the copy of `A` that each one makes otherwise. The buffer is kept
-/// and reused by later [`PackedA::pack`] calls.
-#[derive(Debug, Default)]
-pub struct PackedA {
-    buf: Option<(std::ptr::NonNull<u8>, usize)>,
-    m: usize,
-    k: usize,
-}
-
-// SAFETY: the buffer is owned and only reached through `&mut self` (to
-// write) or `&self` (to read).
-unsafe impl Send for PackedA {}
-
-impl Drop for PackedA {
-    fn drop(&mut self) {
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        if let Some((ptr, _)) = self.buf {
-            // SAFETY: allocated by MKL_malloc in `pack` and freed once here.
-            unsafe { ffi::MKL_free(ptr.as_ptr().cast()) };
-        }
-    }
-}
-
-impl PackedA {
-    /// Packs `a` (bf16 bits, `m × k`, row-major) in place of what was here.
-    ///
-    /// # Panics
-    /// As [`gemm`], or if MKL cannot allocate the buffer.
-    pub fn pack(&mut self, a: Mat<u16>) {
-        if !LINKED {
-            panic!("PackedA: MKL is not linked into this build");
-        }
-        assert!(
-            a.rows > 0 && a.cols > 0 && fits(a.data.len(), a.rows, a.cols, a.stride),
-            "PackedA: an empty matrix, or one that does not fit its slice"
-        );
-        let dim = |d: usize| i32::try_from(d).unwrap_or_else(|_| panic!("PackedA: dimension {d} exceeds i32"));
-        let (m32, k32, ld) = (dim(a.rows), dim(a.cols), dim(a.stride));
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        // SAFETY: MKL sizes the buffer for an m × k A (n does not enter A's
-        // layout; 1 is passed); the buffer is reallocated when too small, and
-        // `a` is read within the bounds checked above.
-        unsafe {
-            let bytes = ffi::cblas_gemm_bf16bf16f32_pack_get_size(ffi::A_MATRIX, m32, 1, k32);
-            if self.buf.is_none_or(|(_, size)| size < bytes) {
-                if let Some((ptr, _)) = self.buf.take() {
-                    ffi::MKL_free(ptr.as_ptr().cast());
-                }
-                let ptr = std::ptr::NonNull::new(ffi::MKL_malloc(bytes, 64).cast::<u8>())
-                    .unwrap_or_else(|| panic!("PackedA: MKL could not allocate {bytes} bytes"));
-                self.buf = Some((ptr, bytes));
-            }
-            let dest = self.buf.expect("allocated above").0.as_ptr();
-            sequential(|| {
-                ffi::cblas_gemm_bf16bf16f32_pack(
-                    ffi::ROW_MAJOR,
-                    ffi::A_MATRIX,
-                    ffi::NO_TRANS,
-                    m32,
-                    1,
-                    k32,
-                    a.data.as_ptr(),
-                    ld,
-                    dest.cast(),
-                )
-            });
-        }
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-        let _ = (m32, k32, ld);
-        (self.m, self.k) = (a.rows, a.cols);
-    }
-}
-
-/// `C = A·op(B)` (or `C += …`) with both operands packed, bf16 in and f32
-/// out, on the calling thread's MKL setting.
-///
-/// # Panics
-/// If `a` was never packed, `b` is not bf16, or the shapes do not match.
-pub fn gemm_packed_both(a: &PackedA, b: &PackedB, c: MatMut, output: Output) {
-    assert_eq!(b.kind, ElementType::Bf16, "gemm_packed_both: bf16 operands only");
-    let Some((a_ptr, _)) = a.buf else {
-        panic!("gemm_packed_both: A was never packed")
-    };
-    let (n, k) = b.dims();
-    let (m, ldc) = (a.m, c.stride);
-    assert!(
-        a.k == k && c.rows == m && c.cols == n && fits(c.data.len(), m, n, ldc),
-        "gemm_packed_both: packed A {m}×{}, packed B {k}×{n}, C {}×{} do not match",
-        a.k,
-        c.rows,
-        c.cols
-    );
-    let dim = |d: usize| i32::try_from(d).unwrap_or_else(|_| panic!("gemm_packed_both: dimension {d} exceeds i32"));
-    let [m, n, k, ldc] = [m, n, k, ldc].map(dim);
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    // SAFETY: both packs hold matrices of the checked shapes and type; C
-    // fits its slice and is borrowed mutably.
-    unsafe {
-        ffi::cblas_gemm_bf16bf16f32_compute(
-            ffi::ROW_MAJOR,
-            ffi::PACKED,
-            ffi::PACKED,
-            m,
-            n,
-            k,
-            1.0,
-            a_ptr.as_ptr().cast(),
-            0,
-            b.ptr.as_ptr().cast(),
-            0,
-            beta(output),
-            c.data.as_mut_ptr(),
-            ldc,
-        )
-    };
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    let _ = (a_ptr, m, n, k, ldc, output);
-}
-
 /// Runs `f` with MKL on one thread in the calling thread only: for GEMMs
 /// issued from rayon workers that already split the work, where MKL's own
 /// OpenMP team would oversubscribe the cores (and spin after each call).
@@ -869,8 +746,7 @@ mod tests {
     }
 
     /// A pack made once serves products of any number of rows, and gives
-    /// what the plain GEMM gives; so does a packed `A`, reused (and grown)
-    /// from one product to the next.
+    /// what the plain GEMM gives.
     #[test]
     fn packed_weights_give_the_plain_product() {
         if !LINKED {
@@ -884,8 +760,7 @@ mod tests {
             PackedB::new(Mat::dense(&w, n, k), BLayout::NByK),
             PackedB::new(Mat::dense(&w16, n, k), BLayout::NByK),
         );
-        let mut packed_a = PackedA::default();
-        for m in [1, 7, 300, 64] {
+        for m in [1, 7, 64, 300] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
             let a16: Vec<u16> = a.iter().map(|&v| bits(v)).collect();
             let mut want = vec![0.0; m * n];
@@ -906,10 +781,6 @@ mod tests {
                 let mut got = vec![start; m * n];
                 gemm_packed(Mat::dense(&a16, m, k), &p16, MatMut::dense(&mut got, m, n), output);
                 assert_eq!(got, want, "bf16, {m} rows, {output:?}");
-                packed_a.pack(Mat::dense(&a16, m, k));
-                let mut got = vec![start; m * n];
-                gemm_packed_both(&packed_a, &p16, MatMut::dense(&mut got, m, n), output);
-                assert_eq!(got, want, "bf16, packed A, {m} rows, {output:?}");
             }
         }
     }

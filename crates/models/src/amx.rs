@@ -35,10 +35,14 @@ struct Line([u16; 32]);
 /// Whether this process may run AMX-BF16 instructions: the CPU has them, the
 /// kernel has enabled their state, and it granted this process the tile data
 /// (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`). Decided once.
+/// `REASONEMBED_AMX=off` says no, so that the MKL path that CPUs without AMX
+/// take can be run (and tested) on one with it.
 pub(crate) fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    return *AVAILABLE.get_or_init(|| cpu_has_amx_bf16() && request_tile_data());
+    return *AVAILABLE.get_or_init(|| {
+        std::env::var_os("REASONEMBED_AMX").is_none_or(|v| v != "off") && cpu_has_amx_bf16() && request_tile_data()
+    });
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     false
 }
@@ -295,11 +299,11 @@ unsafe fn block(a: *const Line, w: *const Line, c: *mut f32, ldc: usize, steps: 
         asm!(
             "2:",
             "tileloadd tmm4, [{a} + {s64}*1]",
-            "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
             "tileloadd tmm6, [{w} + {s64}*1]",
-            "tileloadd tmm7, [{w} + {s64}*1 + 1024]",
             "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{w} + {s64}*1 + 1024]",
             "tdpbf16ps tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
             "add {a}, 2048",

@@ -26,7 +26,7 @@ use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
 use half::slice::HalfFloatSliceExt as _;
 use multiversion::multiversion;
 use rayon::prelude::*;
-use reasonembed_mkl::{BLayout, Mat, MatMut, Output, PackedA, PackedB};
+use reasonembed_mkl::{BLayout, Mat, MatMut, Output, PackedB};
 use std::sync::Arc;
 
 use crate::amx::{AmxRows, AmxWeight, bf16_bits};
@@ -235,8 +235,8 @@ thread_local! {
     /// Per-thread scratch rows, reused across blocks: a fresh allocation of
     /// this size would be a new mapping (and its page faults) every time.
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Per-thread bf16 rows of a block and their MKL packing, as [`SCRATCH`].
-    static PACKED_A: std::cell::RefCell<(Vec<u16>, PackedA)> = std::cell::RefCell::new(Default::default());
+    /// Per-thread bf16 rows of a block, as [`SCRATCH`].
+    static X16: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Per-thread bf16 rows of a block in AMX tiles, as [`SCRATCH`].
     static AMX_ROWS: std::cell::RefCell<AmxRows> = std::cell::RefCell::new(AmxRows::default());
 }
@@ -322,18 +322,15 @@ impl Dense {
                 }
             });
         } else {
-            // The block rounded to bf16 and packed once, for every slab of
-            // every layer (MKL would copy it on each product otherwise).
-            PACKED_A.with_borrow_mut(|(x16, a)| {
+            // The block rounded to bf16 once, for every slab of every layer.
+            X16.with_borrow_mut(|x16| {
                 x16.clear();
                 x.chunks(lda).for_each(|row| to_bf16_into(&row[..k], x16));
-                a.pack(Mat::dense(x16, m, k));
                 for weight in &self.weights {
                     for (at, slab) in weight.slabs() {
                         let c = MatMut::strided(&mut out[col + at..], m, slab.dims().0, ldc);
-                        reasonembed_mkl::sequential(|| {
-                            reasonembed_mkl::gemm_packed_both(a, slab, c, Output::Accumulate)
-                        });
+                        let a = Mat::dense(&x16[..], m, k);
+                        reasonembed_mkl::sequential(|| reasonembed_mkl::gemm_packed(a, slab, c, Output::Accumulate));
                     }
                     col += weight.n;
                 }
