@@ -109,25 +109,112 @@ impl std::fmt::Debug for Line {
 }
 
 impl AmxWeight {
-    /// Packs `W` (`n × k`), given as `value(column, depth)`: bf16 bits.
-    pub fn new(n: usize, k: usize, value: impl Fn(usize, usize) -> u16) -> Self {
-        let (panels, steps) = (n.div_ceil(BLOCK), k.div_ceil(STEP));
-        let mut lines = vec![Line([0; 32]); panels * steps * 2 * 16];
-        for (i, tile) in lines.chunks_mut(16).enumerate() {
-            let (panel, step, half) = (i / (steps * 2), i / 2 % steps, i % 2);
-            for (r, line) in tile.iter_mut().enumerate() {
-                for j in 0..16 {
-                    let col = panel * BLOCK + half * 16 + j;
-                    for e in 0..2 {
-                        let depth = step * STEP + 2 * r + e;
-                        if col < n && depth < k {
-                            line.0[2 * j + e] = value(col, depth);
-                        }
-                    }
+    /// `W` (`n × k`) from bf16 bits, row-major: a layer's weight.
+    pub fn from_bf16(bits: &[u16], n: usize, k: usize) -> Self {
+        assert_eq!(bits.len(), n * k, "AmxWeight: the weight is not n × k");
+        let mut w = Self::zeroed(n, k);
+        scatter_rows(&mut w.lines, n, k, k, |i| bits[i]);
+        w
+    }
+
+    /// `W` (`n × k`) from f32 rows `ld` apart in `x` (`W[j][i] = x[j·ld + i]`),
+    /// rounded to bf16: attention's keys.
+    pub fn from_f32_rows(x: &[f32], n: usize, k: usize, ld: usize) -> Self {
+        let mut w = Self::zeroed(n, k);
+        pack_f32_rows(&mut w.lines, x, n, k, ld);
+        w
+    }
+
+    /// `W = Xᵀ` (`n × k`) from f32 rows `ld` apart in `x` (`W[j][i] =
+    /// x[i·ld + j]`), rounded to bf16: attention's values.
+    pub fn from_f32_columns(x: &[f32], n: usize, k: usize, ld: usize) -> Self {
+        let mut w = Self::zeroed(n, k);
+        pack_f32_columns(&mut w.lines, x, n, k, ld);
+        w
+    }
+
+    fn zeroed(n: usize, k: usize) -> Self {
+        let lines = vec![Line([0; 32]); n.div_ceil(BLOCK) * k.div_ceil(STEP) * 2 * 16];
+        Self { lines, n, k }
+    }
+}
+
+/// Where `W[col][depth]` sits in an [`AmxWeight`] of depth `k`: its line and
+/// the value's place in the line.
+#[inline(always)]
+fn weight_slot(col: usize, depth: usize, k: usize) -> (usize, usize) {
+    let tile = ((col / BLOCK) * k.div_ceil(STEP) + depth / STEP) * 2 + col % BLOCK / 16;
+    (tile * 16 + depth % STEP / 2, 2 * (col % 16) + depth % 2)
+}
+
+/// `W[j][i] = get(j·ld + i)` into the tiles, row of `W` by row.
+#[inline(always)]
+fn scatter_rows(lines: &mut [Line], n: usize, k: usize, ld: usize, get: impl Fn(usize) -> u16) {
+    for col in 0..n {
+        for depth in 0..k {
+            let (line, at) = weight_slot(col, depth, k);
+            lines[line].0[at] = get(col * ld + depth);
+        }
+    }
+}
+
+/// [`AmxWeight::from_f32_rows`] into zeroed tiles, 16 rows of `W` (one
+/// tile's columns) and one step at a time: the block of value pairs is
+/// transposed in registers, then written line by line.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn pack_f32_rows(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
+    let steps = k.div_ceil(STEP);
+    for col0 in (0..n).step_by(16) {
+        let (panel, half) = (col0 / BLOCK, col0 % BLOCK / 16);
+        for step in 0..steps {
+            let depth = step * STEP;
+            let len = STEP.min(k - depth);
+            // pairs[j][r]: the bits of W[col0 + j][depth + 2r] and the next value.
+            let mut pairs = [[0u32; 16]; 16];
+            for (j, pair_row) in pairs.iter_mut().enumerate().take(n - col0) {
+                let values = &x[(col0 + j) * ld + depth..][..len];
+                let mut bits = [0u16; STEP];
+                bits.iter_mut().zip(values).for_each(|(b, &v)| *b = bf16_bits(v));
+                for (r, p) in pair_row.iter_mut().enumerate() {
+                    *p = u32::from(bits[2 * r]) | u32::from(bits[2 * r + 1]) << 16;
+                }
+            }
+            let tile = ((panel * steps + step) * 2 + half) * 16;
+            for (r, line) in lines[tile..tile + 16].iter_mut().enumerate() {
+                for (j, slot) in line.0.chunks_exact_mut(2).enumerate() {
+                    let p = pairs[j][r];
+                    (slot[0], slot[1]) = (p as u16, (p >> 16) as u16);
                 }
             }
         }
-        Self { lines, n, k }
+    }
+}
+
+/// [`AmxWeight::from_f32_columns`] into zeroed tiles: two rows of `X` (two
+/// steps of depth) interleaved into one line per 16 columns.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn pack_f32_columns(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
+    let steps = k.div_ceil(STEP);
+    for depth in (0..k).step_by(2) {
+        let (step, r) = (depth / STEP, depth % STEP / 2);
+        let first = &x[depth * ld..][..n];
+        let second = (depth + 1 < k).then(|| &x[(depth + 1) * ld..][..n]);
+        for cols in 0..n.div_ceil(16) {
+            let (at, len) = (cols * 16, 16.min(n - cols * 16));
+            let (mut a, mut b) = ([0u16; 16], [0u16; 16]);
+            a.iter_mut()
+                .zip(&first[at..at + len])
+                .for_each(|(d, &v)| *d = bf16_bits(v));
+            if let Some(second) = second {
+                b.iter_mut()
+                    .zip(&second[at..at + len])
+                    .for_each(|(d, &v)| *d = bf16_bits(v));
+            }
+            let line = &mut lines[((cols / 2 * steps + step) * 2 + cols % 2) * 16 + r].0;
+            for (slot, (a, b)) in line.chunks_exact_mut(2).zip(a.iter().zip(&b)) {
+                (slot[0], slot[1]) = (*a, *b);
+            }
+        }
     }
 }
 
@@ -357,7 +444,7 @@ mod tests {
         for (m, n, k) in [(1, 1, 1), (37, 45, 70), (64, 96, 128), (33, 32, 31), (5, 200, 300)] {
             let a: Vec<f32> = (0..m * k).map(value).collect();
             let w: Vec<f32> = (0..n * k).map(|i| value(i * 3 + 1)).collect();
-            let tiles = AmxWeight::new(n, k, |j, i| bf16_bits(w[j * k + i]));
+            let tiles = AmxWeight::from_f32_rows(&w, n, k, k);
             rows.pack(&a, m, k, k);
             let start: Vec<f32> = (0..m * n).map(|i| value(i * 5) * 4.0).collect();
             for accumulate in [true, false] {
@@ -385,7 +472,7 @@ mod tests {
         let (m, n, k, depth) = (20, 40, 100, 45);
         let a: Vec<f32> = (0..m * depth).map(value).collect();
         let w: Vec<f32> = (0..n * k).map(|i| value(i + 7)).collect();
-        let tiles = AmxWeight::new(n, k, |j, i| bf16_bits(w[j * k + i]));
+        let tiles = AmxWeight::from_f32_rows(&w, n, k, k);
         let mut rows = AmxRows::default();
         rows.pack(&a, m, depth, depth);
         let width = 64; // 40 columns rounded up to 32
@@ -401,5 +488,18 @@ mod tests {
                 assert_eq!(c[r * width + j], want, "row {r}, column {j}");
             }
         }
+    }
+
+    #[test]
+    fn weights_from_columns_are_the_transposed_rows() {
+        let (n, k) = (37, 70);
+        let x: Vec<f32> = (0..k * n).map(value).collect();
+        let transposed: Vec<f32> = (0..n * k).map(|i| x[(i % k) * n + i / k]).collect();
+        let columns = AmxWeight::from_f32_columns(&x, n, k, n);
+        let rows = AmxWeight::from_f32_rows(&transposed, n, k, k);
+        assert!(columns.lines.iter().zip(&rows.lines).all(|(a, b)| a.0 == b.0));
+        let bits: Vec<u16> = transposed.iter().map(|&v| bf16_bits(v)).collect();
+        let from_bits = AmxWeight::from_bf16(&bits, n, k);
+        assert!(from_bits.lines.iter().zip(&rows.lines).all(|(a, b)| a.0 == b.0));
     }
 }

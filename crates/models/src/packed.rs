@@ -156,7 +156,7 @@ impl PackedWeight {
             ),
             Storage::Cpu(CpuStorage::BF16(v)) if crate::amx::available() => {
                 let bits: &[u16] = v[start..end].reinterpret_cast();
-                let tiles = AmxWeight::new(n, k, |col, depth| bits[col * k + depth]);
+                let tiles = AmxWeight::from_bf16(bits, n, k);
                 (Form::Bf16, WeightKernel::Amx(tiles))
             }
             Storage::Cpu(CpuStorage::BF16(v)) => {
@@ -626,8 +626,8 @@ fn attend_amx(rows: &[f32], len: usize, heads: Heads, ctx: &mut [f32]) {
     let (mut queries, mut probs, mut scores) = (AmxRows::default(), AmxRows::default(), Vec::new());
     for kv in 0..heads.kv {
         let (k_at, v_at) = ((heads.q + kv) * d, (heads.q + heads.kv + kv) * d);
-        let keys_w = AmxWeight::new(len, d, |key, i| bf16_bits(rows[key * width + k_at + i]));
-        let values_w = AmxWeight::new(d, len, |j, key| bf16_bits(rows[key * width + v_at + j]));
+        let keys_w = AmxWeight::from_f32_rows(&rows[k_at..], len, d, width);
+        let values_w = AmxWeight::from_f32_columns(&rows[v_at..], d, len, width);
         for h in kv * group..(kv + 1) * group {
             for r0 in (0..len).step_by(QUERY_BLOCK) {
                 let m = QUERY_BLOCK.min(len - r0);
