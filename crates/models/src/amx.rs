@@ -258,6 +258,25 @@ impl AmxRows {
         pack_rows(&mut self.lines, x, m, k, lda);
         (self.m, self.k) = (m, k);
     }
+
+    /// Packs `m` rows of `k` bf16 values that `row(r, bits)` writes into
+    /// `bits` (`k` long): for a producer that rounds as it goes, so that its
+    /// f32 output is never stored.
+    pub fn pack_bits(&mut self, m: usize, k: usize, mut row: impl FnMut(usize, &mut [u16])) {
+        let (chunks, steps) = (m.div_ceil(BLOCK), k.div_ceil(STEP));
+        self.lines.clear();
+        self.lines.resize(chunks * steps * 2 * 16, Line([0; 32]));
+        let mut bits = vec![0u16; k];
+        for r in 0..m {
+            row(r, &mut bits);
+            let (chunk, half, line) = (r / BLOCK, r % BLOCK / 16, r % 16);
+            for (step, values) in bits.chunks(STEP).enumerate() {
+                let tile = (chunk * steps + step) * 2 + half;
+                self.lines[tile * 16 + line].0[..values.len()].copy_from_slice(values);
+            }
+        }
+        (self.m, self.k) = (m, k);
+    }
 }
 
 /// The rows of [`AmxRows::pack`] into their tiles (zeroed beforehand).

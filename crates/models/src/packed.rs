@@ -576,8 +576,9 @@ impl AttentionInput for u16 {
         out: &'a mut Vec<u16>,
     ) -> &'a [u16] {
         out.clear();
-        for (i, row) in scores.chunks_mut(stride).enumerate() {
-            softmax_to_bf16(row, len(i), scale, out);
+        out.resize(scores.len(), 0);
+        for (i, (row, bits)) in scores.chunks_mut(stride).zip(out.chunks_mut(stride)).enumerate() {
+            softmax_to_bf16(row, len(i), scale, bits);
         }
         out
     }
@@ -637,10 +638,10 @@ fn attend_amx(rows: &[f32], len: usize, heads: Heads, ctx: &mut [f32]) {
                 scores.resize(m * stride, 0.0);
                 queries.pack(&rows[r0 * width + h * d..], m, d, width);
                 crate::amx::gemm(&queries, &keys_w, &mut scores, stride, stride, false);
-                for (i, row) in scores.chunks_mut(stride).enumerate() {
-                    softmax(row, if heads.causal { r0 + i + 1 } else { len }, scale);
-                }
-                probs.pack(&scores, m, keys, stride);
+                probs.pack_bits(m, keys, |i, bits| {
+                    let real = if heads.causal { r0 + i + 1 } else { len };
+                    softmax_to_bf16(&mut scores[i * stride..][..stride], real, scale, bits)
+                });
                 let out = &mut ctx[r0 * hidden + h * d..];
                 crate::amx::gemm(&probs, &values_w, out, hidden, d, false);
             }
@@ -782,18 +783,24 @@ pub(crate) fn softmax(row: &mut [f32], len: usize, scale: f32) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// [`softmax`], with the probabilities appended to `out` rounded to bf16
-/// (as their bits) rather than written back; `row` keeps `e^(scale·(x - max))`.
+/// [`softmax`], with the first `out.len()` probabilities written to `out`
+/// rounded to bf16 (as their bits) rather than back to `row`, which keeps
+/// `e^(scale·(x - max))`.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-fn softmax_to_bf16(row: &mut [f32], len: usize, scale: f32, out: &mut Vec<u16>) {
+fn softmax_to_bf16(row: &mut [f32], len: usize, scale: f32, out: &mut [u16]) {
     let inv = softmax_unnormalised(row, len, scale);
-    out.extend(row.iter().map(|v| bf16_bits(v * inv)));
+    out.iter_mut()
+        .zip(row.iter())
+        .for_each(|(o, v)| *o = bf16_bits(v * inv));
 }
 
 /// The exponentials of [`softmax`] in place (padding 0), and 1 / their sum.
 #[inline(always)]
 fn softmax_unnormalised(row: &mut [f32], len: usize, scale: f32) -> f32 {
     debug_assert!(row.len().is_multiple_of(16) && len <= row.len());
+    // Only the vectors that hold real scores are computed.
+    let (row, rest) = row.split_at_mut(len.next_multiple_of(16).min(row.len()));
+    rest.fill(0.0);
     row[len..].fill(f32::NEG_INFINITY);
     let mut lanes = [f32::NEG_INFINITY; 16];
     for c in row.chunks_exact(16) {
