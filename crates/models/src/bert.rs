@@ -175,10 +175,11 @@ impl Layer {
     /// One layer on packed rows, in place: `x` ← the layer's output.
     #[cfg(feature = "mkl")]
     fn forward_packed(&self, x: &mut [f32], packed: &crate::packed::Packed, buf: &mut LayerBuffers) -> Result<()> {
-        use crate::packed::{Heads, attention, feed_forward, gelu_erf, layer_norm, linear};
+        use crate::packed::{Heads, Prologue, attention, feed_forward, layer_norm, linear};
         let h = x.len() / packed.tokens().max(1);
         // Q, K and V side by side in one row per token.
-        linear(x, &[&self.query, &self.key, &self.value], &mut buf.qkv, None, |_| {})?;
+        let qkv = [&self.query, &self.key, &self.value];
+        linear(x, Prologue::Plain, &qkv, &mut buf.qkv, None, |_| {})?;
         let heads = Heads {
             q: self.heads,
             kv: self.heads,
@@ -189,13 +190,21 @@ impl Layer {
         attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
         let (w, b, eps) = self.attn_norm.parts_f32()?;
         let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
-        linear(&buf.ctx, &[&self.attn_out], &mut buf.mid, Some(&*x), norm)?;
+        linear(
+            &buf.ctx,
+            Prologue::Plain,
+            &[&self.attn_out],
+            &mut buf.mid,
+            Some(&*x),
+            norm,
+        )?;
         let (w, b, eps) = self.out_norm.parts_f32()?;
         let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
         feed_forward(
             &buf.mid,
+            Prologue::Plain,
             &[&self.intermediate],
-            gelu_erf,
+            Prologue::Gelu,
             &self.output,
             x,
             &buf.mid,

@@ -231,7 +231,7 @@ impl Layer {
         decoder: &Decoder,
         buf: &mut crate::packed::DecoderBuffers,
     ) -> Result<()> {
-        use crate::packed::{Heads, attention, feed_forward, linear, rms_norm_rows, rotary, silu_gate};
+        use crate::packed::{Heads, Prologue, attention, feed_forward, linear, rotary};
         let a = &self.attn;
         let heads = Heads {
             q: a.num_heads,
@@ -241,10 +241,10 @@ impl Layer {
         };
         let t = packed.tokens();
         let (weight, eps) = self.input_norm.parts_f32()?;
-        rms_norm_rows(x, &weight, eps, &mut buf.normed);
         buf.qkv.resize(t * heads.qkv_width(), 0.0);
         linear(
-            &buf.normed,
+            x,
+            Prologue::RmsNorm(&weight, eps),
             &[&a.q_proj, &a.k_proj, &a.v_proj],
             &mut buf.qkv,
             None,
@@ -262,14 +262,14 @@ impl Layer {
         buf.ctx.resize(t * heads.q * heads.dim, 0.0);
         let bf16 = a.q_proj.parts().0.dtype() == candle_core::DType::BF16;
         attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
-        linear(&buf.ctx, &[&a.o_proj], &mut buf.mid, Some(x), |_| {})?;
+        linear(&buf.ctx, Prologue::Plain, &[&a.o_proj], &mut buf.mid, Some(x), |_| {})?;
         let (weight, eps) = self.post_attn_norm.parts_f32()?;
-        rms_norm_rows(&buf.mid, &weight, eps, &mut buf.normed);
         let m = &self.mlp;
         feed_forward(
-            &buf.normed,
+            &buf.mid,
+            Prologue::RmsNorm(&weight, eps),
             &[&m.gate_proj, &m.up_proj],
-            silu_gate,
+            Prologue::SiluGate,
             &m.down_proj,
             x,
             &buf.mid,

@@ -275,15 +275,16 @@ impl Dense {
         rows.div_ceil(blocks).max(1)
     }
 
-    /// One block of rows: `out = x · Wᵀ + b (+ residual)`, then `post` on
-    /// each finished row while the block is in cache. For the bf16 forms the
-    /// block is converted once, for every layer. `x` holds rows `lda` apart
-    /// whose first `k` values are the input (`lda > k` when the rows carry
-    /// more than this layer reads).
+    /// One block of rows: `out = prologue(x) · Wᵀ + b (+ residual)`, then
+    /// `post` on each finished row while the block is in cache. For bf16
+    /// weights the block goes through the prologue and is rounded once, for
+    /// every layer. `x` holds rows `lda` apart, each the prologue's input
+    /// (`lda` may be wider than it reads).
     fn block(
         &self,
         x: &[f32],
         lda: usize,
+        prologue: Prologue,
         out: &mut [f32],
         residual: Option<&[f32]>,
         post: &(impl Fn(&mut [f32]) + Sync),
@@ -302,10 +303,21 @@ impl Dense {
         }
         let mut col = 0;
         if self.form == Form::F32 {
+            let mut scratch = Vec::new();
+            let (a, lda) = match prologue {
+                Prologue::Plain => (x, lda),
+                _ => {
+                    scratch.resize(m * k, 0.0);
+                    for (row, out) in x.chunks(lda).zip(scratch.chunks_mut(k)) {
+                        prologue.to_f32(row, out);
+                    }
+                    (&scratch[..], k)
+                }
+            };
             for weight in &self.weights {
                 for (at, slab) in weight.slabs() {
                     let c = MatMut::strided(&mut out[col + at..], m, slab.dims().0, ldc);
-                    let a = Mat::strided(x, m, k, lda);
+                    let a = Mat::strided(a, m, k, lda);
                     reasonembed_mkl::sequential(|| reasonembed_mkl::gemm_packed(a, slab, c, Output::Overwrite));
                 }
                 col += weight.n;
@@ -313,7 +325,10 @@ impl Dense {
         } else if amx {
             // The block rounded to bf16 into tiles once, for every layer.
             AMX_ROWS.with_borrow_mut(|rows| {
-                rows.pack(x, m, k, lda);
+                match prologue {
+                    Prologue::Plain => rows.pack(x, m, k, lda),
+                    _ => rows.pack_bits(m, k, |r, bits| prologue.to_bf16(&x[r * lda..][..lda], bits)),
+                }
                 for weight in &self.weights {
                     if let WeightKernel::Amx(w) = &weight.kernel {
                         crate::amx::gemm(rows, w, &mut out[col..], ldc, weight.n, !starts_at_zero);
@@ -325,7 +340,10 @@ impl Dense {
             // The block rounded to bf16 once, for every slab of every layer.
             X16.with_borrow_mut(|x16| {
                 x16.clear();
-                x.chunks(lda).for_each(|row| to_bf16_into(&row[..k], x16));
+                x16.resize(m * k, 0);
+                for (row, bits) in x.chunks(lda).zip(x16.chunks_mut(k)) {
+                    prologue.to_bf16(row, bits);
+                }
                 for weight in &self.weights {
                     for (at, slab) in weight.slabs() {
                         let c = MatMut::strided(&mut out[col + at..], m, slab.dims().0, ldc);
@@ -379,6 +397,7 @@ impl Dense {
 /// each finished row; block by block of rows, each finished while in cache.
 pub(crate) fn linear(
     x: &[f32],
+    prologue: Prologue,
     layers: &[&Linear],
     out: &mut [f32],
     residual: Option<&[f32]>,
@@ -397,19 +416,23 @@ pub(crate) fn linear(
         .enumerate()
         .for_each(|(i, (out, x))| {
             let res = residual.map(|r| &r[i * block * dense.width..][..out.len()]);
-            dense.block(x, dense.k, out, res, &post);
+            dense.block(x, dense.k, prologue, out, res, &post);
         });
     Ok(())
 }
 
-/// The feed-forward block `out = down(act(up(x))) + residual`, then `post`,
-/// block by block of rows: the wide intermediate rows never leave the cache.
-/// `up` may be several layers side by side (SwiGLU's gate and up); `act`
-/// then leaves its result in the first `down`-input columns of each row.
+/// The feed-forward block `out = down(act(up(prologue(x)))) + residual`,
+/// then `post`, block by block of rows: the wide intermediate rows never
+/// leave the cache. `up` may be several layers side by side (SwiGLU's gate
+/// and up, which [`Prologue::SiluGate`] takes); `act` is [`Prologue::Gelu`]
+/// or [`Prologue::SiluGate`], applied in place for f32 weights and on the way
+/// into `down`'s tiles for bf16 ones.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn feed_forward(
     x: &[f32],
+    prologue: Prologue,
     up: &[&Linear],
-    act: impl Fn(&mut [f32]) + Sync,
+    act: Prologue,
     down: &Linear,
     out: &mut [f32],
     residual: &[f32],
@@ -426,11 +449,108 @@ pub(crate) fn feed_forward(
         .for_each(|((out, x), res)| {
             let mut inter = SCRATCH.with_borrow_mut(std::mem::take);
             inter.resize(x.len() / up.k * up.width, 0.0);
-            up.block(x, up.k, &mut inter, None, &act);
-            down.block(&inter, up.width, out, Some(res), &post);
+            if up.form == Form::F32 {
+                up.block(x, up.k, prologue, &mut inter, None, &|row: &mut [f32]| {
+                    act.in_place(row)
+                });
+                down.block(&inter, up.width, Prologue::Plain, out, Some(res), &post);
+            } else {
+                up.block(x, up.k, prologue, &mut inter, None, &|_: &mut [f32]| {});
+                down.block(&inter, up.width, act, out, Some(res), &post);
+            }
             SCRATCH.with_borrow_mut(|f| *f = inter);
         });
     Ok(())
+}
+
+/// What each row goes through on its way into a dense layer's GEMM: fused
+/// with the rounding to bf16 (so its f32 result is never stored), or into a
+/// scratch block for f32 weights.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Prologue<'a> {
+    /// The rows as they are.
+    Plain,
+    /// RMSNorm with this scale and epsilon.
+    RmsNorm(&'a [f32], f32),
+    /// SwiGLU on rows holding `[gate | up]`: `silu(gate) · up`, half as wide.
+    SiluGate,
+    /// The exact (erf) GELU.
+    Gelu,
+}
+
+impl Prologue<'_> {
+    /// The prologue of `row` into `out` (as wide as the layer's input).
+    fn to_f32(self, row: &[f32], out: &mut [f32]) {
+        match self {
+            Self::RmsNorm(weight, eps) => rms_norm_into(&row[..out.len()], weight, eps, out),
+            Self::SiluGate => silu_gate_into(&row[..2 * out.len()], out),
+            Self::Plain | Self::Gelu => {
+                out.copy_from_slice(&row[..out.len()]);
+                self.in_place(out);
+            }
+        }
+    }
+
+    /// The prologue of `row` rounded to bf16 into `out`.
+    fn to_bf16(self, row: &[f32], out: &mut [u16]) {
+        match self {
+            Self::Plain => to_bf16(&row[..out.len()], out),
+            Self::RmsNorm(weight, eps) => rms_norm_to_bf16(&row[..out.len()], weight, eps, out),
+            Self::SiluGate => silu_gate_to_bf16(&row[..2 * out.len()], out),
+            Self::Gelu => gelu_to_bf16(&row[..out.len()], out),
+        }
+    }
+
+    /// An activation in place (a `[gate | up]` row keeps `silu(gate) · up`
+    /// in its first half).
+    fn in_place(self, row: &mut [f32]) {
+        match self {
+            Self::Gelu => gelu_erf(row),
+            Self::SiluGate => silu_gate(row),
+            Self::Plain => {}
+            Self::RmsNorm(weight, eps) => rms_norm(row, weight, eps),
+        }
+    }
+}
+
+/// `x` rounded to bf16 into `out`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn to_bf16(x: &[f32], out: &mut [u16]) {
+    out.iter_mut().zip(x).for_each(|(o, &v)| *o = bf16_bits(v));
+}
+
+/// RMSNorm of `x` rounded to bf16 into `out`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn rms_norm_to_bf16(x: &[f32], weight: &[f32], eps: f32, out: &mut [u16]) {
+    let scale = inverse_rms(x, eps);
+    out.iter_mut()
+        .zip(x)
+        .zip(weight)
+        .for_each(|((o, v), w)| *o = bf16_bits(*v * scale * w));
+}
+
+/// `silu(gate) · up` of a `[gate | up]` row into `out` (half as wide).
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn silu_gate_into(row: &[f32], out: &mut [f32]) {
+    let (gate, up) = row.split_at(row.len() / 2);
+    out.iter_mut()
+        .zip(gate.iter().zip(up))
+        .for_each(|(o, (g, u))| *o = silu(*g) * u);
+}
+
+/// [`silu_gate_into`] rounded to bf16.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn silu_gate_to_bf16(row: &[f32], out: &mut [u16]) {
+    let (gate, up) = row.split_at(row.len() / 2);
+    out.iter_mut()
+        .zip(gate.iter().zip(up))
+        .for_each(|(o, (g, u))| *o = bf16_bits(silu(*g) * u));
+}
+
+/// The exact GELU of `x` rounded to bf16 into `out`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn gelu_to_bf16(x: &[f32], out: &mut [u16]) {
+    out.iter_mut().zip(x).for_each(|(o, &v)| *o = bf16_bits(gelu(v)));
 }
 
 /// `row += bias (+ residual)`, either may be absent.
@@ -449,13 +569,6 @@ fn set_sum(row: &mut [f32], bias: Option<&[f32]>, residual: Option<&[f32]>) {
         (Some(v), None) | (None, Some(v)) => row.copy_from_slice(v),
         (None, None) => row.fill(0.0),
     }
-}
-
-/// Appends `x` rounded to bf16 (to nearest, ties to even; as their bits) to
-/// `out`, for the input of a bf16 GEMM. NaN stays NaN.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-fn to_bf16_into(x: &[f32], out: &mut Vec<u16>) {
-    out.extend(x.iter().map(|&v| bf16_bits(v)));
 }
 
 /// How the heads of an attention layer sit in a packed `qkv` row: the query
@@ -528,8 +641,8 @@ pub(crate) fn attention(qkv: &[f32], packed: &Packed, heads: Heads, bf16: bool, 
             if bf16 && len > BF16_ATTENTION_FROM && crate::amx::available() {
                 attend_amx(rows, len, heads, ctx);
             } else if bf16 && len > BF16_ATTENTION_FROM {
-                let mut rows16 = Vec::with_capacity(rows.len());
-                to_bf16_into(rows, &mut rows16);
+                let mut rows16 = vec![0; rows.len()];
+                to_bf16(rows, &mut rows16);
                 attend(&rows16, len, heads, ctx);
             } else {
                 attend(rows, len, heads, ctx);
@@ -724,8 +837,14 @@ fn inverse_rms(x: &[f32], eps: f32) -> f32 {
 pub(crate) fn silu_gate(row: &mut [f32]) {
     let (gate, up) = row.split_at_mut(row.len() / 2);
     for (g, u) in gate.iter_mut().zip(up.iter()) {
-        *g = *g / (1.0 + exp(-*g)) * u;
+        *g = silu(*g) * u;
     }
+}
+
+/// `x · sigmoid(x)`.
+#[inline(always)]
+fn silu(x: f32) -> f32 {
+    x / (1.0 + exp(-x))
 }
 
 /// Layer norm of each row of `x` (`dim` wide) in place.
@@ -817,8 +936,13 @@ fn softmax_unnormalised(row: &mut [f32], len: usize, scale: f32) -> f32 {
 /// The exact (erf) GELU in place, as transformers' `gelu`.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 pub(crate) fn gelu_erf(x: &mut [f32]) {
-    x.iter_mut()
-        .for_each(|v| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2)));
+    x.iter_mut().for_each(|v| *v = gelu(*v));
+}
+
+/// The exact (erf) GELU: `x/2 · (1 + erf(x/√2))`.
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// `eˣ` to about 1 ulp, branch-free so that it vectorises: `x = n ln 2 + r`,
@@ -902,11 +1026,11 @@ mod tests {
             f32::MIN_POSITIVE,
         ];
         let want: Vec<u16> = values.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
-        let mut got = Vec::new();
-        to_bf16_into(&values, &mut got);
+        let mut got = vec![0; values.len()];
+        to_bf16(&values, &mut got);
         assert_eq!(got, want);
-        to_bf16_into(&[f32::NAN], &mut got);
-        assert!(bf16::from_bits(got[values.len()]).is_nan(), "appended, and NaN");
+        to_bf16(&[f32::NAN], &mut got[..1]);
+        assert!(bf16::from_bits(got[0]).is_nan(), "NaN stays NaN");
     }
 
     #[test]
