@@ -216,9 +216,10 @@ pub(crate) fn chunk_rows(rows: usize) -> usize {
 const BLOCK_ROWS: usize = 64;
 
 /// The most rows per block of a bf16 [`linear`]: each block reads every slab
-/// of the weight once, so larger blocks read less of it; 128–256 rows ran
-/// fastest.
-const BF16_BLOCK_ROWS: usize = 256;
+/// of the weight once, so larger blocks read less of it, but a block's
+/// feed-forward intermediate should stay in the L2 cache for `down` to read
+/// (at 256 rows the Qwen3-0.6B shape's is 6 MB; 128 rows ran 5 % faster).
+const BF16_BLOCK_ROWS: usize = 128;
 
 /// Linear layers side by side, ready for packed rows: weights packed for
 /// their GEMM, biases in f32.
