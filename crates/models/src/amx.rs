@@ -113,7 +113,9 @@ impl AmxWeight {
     pub fn from_bf16(bits: &[u16], n: usize, k: usize) -> Self {
         assert_eq!(bits.len(), n * k, "AmxWeight: the weight is not n × k");
         let mut w = Self::zeroed(n, k);
-        scatter_rows(&mut w.lines, n, k, k, |i| bits[i]);
+        pack_weight_rows(&mut w.lines, n, k, |col, depth, out| {
+            out.copy_from_slice(&bits[col * k + depth..][..out.len()])
+        });
         w
     }
 
@@ -139,30 +141,21 @@ impl AmxWeight {
     }
 }
 
-/// Where `W[col][depth]` sits in an [`AmxWeight`] of depth `k`: its line and
-/// the value's place in the line.
-#[inline(always)]
-fn weight_slot(col: usize, depth: usize, k: usize) -> (usize, usize) {
-    let tile = ((col / BLOCK) * k.div_ceil(STEP) + depth / STEP) * 2 + col % BLOCK / 16;
-    (tile * 16 + depth % STEP / 2, 2 * (col % 16) + depth % 2)
-}
-
-/// `W[j][i] = get(j·ld + i)` into the tiles, row of `W` by row.
-#[inline(always)]
-fn scatter_rows(lines: &mut [Line], n: usize, k: usize, ld: usize, get: impl Fn(usize) -> u16) {
-    for col in 0..n {
-        for depth in 0..k {
-            let (line, at) = weight_slot(col, depth, k);
-            lines[line].0[at] = get(col * ld + depth);
-        }
-    }
-}
-
-/// [`AmxWeight::from_f32_rows`] into zeroed tiles, 16 rows of `W` (one
-/// tile's columns) and one step at a time: the block of value pairs is
-/// transposed in registers, then written line by line.
+/// [`AmxWeight::from_f32_rows`] into zeroed tiles.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 fn pack_f32_rows(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
+    pack_weight_rows(lines, n, k, |col, depth, bits| {
+        let values = &x[col * ld + depth..][..bits.len()];
+        bits.iter_mut().zip(values).for_each(|(b, &v)| *b = bf16_bits(v));
+    });
+}
+
+/// Rows of `W` into zeroed tiles, 16 rows (one tile's columns) and one step
+/// at a time: `row(col, depth, bits)` fills `bits` with `W[col][depth..]`
+/// (one step, or the rest of the depth); the block of value pairs is
+/// transposed in registers, then written line by line.
+#[inline(always)]
+fn pack_weight_rows(lines: &mut [Line], n: usize, k: usize, row: impl Fn(usize, usize, &mut [u16])) {
     let steps = k.div_ceil(STEP);
     for col0 in (0..n).step_by(16) {
         let (panel, half) = (col0 / BLOCK, col0 % BLOCK / 16);
@@ -172,9 +165,8 @@ fn pack_f32_rows(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
             // pairs[j][r]: the bits of W[col0 + j][depth + 2r] and the next value.
             let mut pairs = [[0u32; 16]; 16];
             for (j, pair_row) in pairs.iter_mut().enumerate().take(n - col0) {
-                let values = &x[(col0 + j) * ld + depth..][..len];
                 let mut bits = [0u16; STEP];
-                bits.iter_mut().zip(values).for_each(|(b, &v)| *b = bf16_bits(v));
+                row(col0 + j, depth, &mut bits[..len]);
                 for (r, p) in pair_row.iter_mut().enumerate() {
                     *p = u32::from(bits[2 * r]) | u32::from(bits[2 * r + 1]) << 16;
                 }
