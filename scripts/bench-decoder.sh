@@ -6,6 +6,7 @@
 #
 #   scripts/bench-decoder.sh                 # f32 on both sides (needs the venv of scripts/README.md)
 #   DTYPE=bf16 scripts/bench-decoder.sh      # bfloat16 on both sides
+#   MATMUL_PRECISION=high scripts/bench-decoder.sh  # ours with --matmul-precision high (f32)
 #   PASSAGES=32 BATCH=8 scripts/bench-decoder.sh
 #
 # The checkpoint (2.4 GB in f32) is written under target/bench-decoder and reused.
@@ -49,7 +50,7 @@ echo "$theirs"
 "$PYTHON" - "$ours" "$theirs" <<'PY'
 import json, sys
 ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])["embed"]
-print(f"ratio reasonembed / transformers ({ours['dtype']}, Qwen3-0.6B shape): "
+print(f"ratio reasonembed / transformers ({ours['dtype']}, matmul precision {ours['matmul_precision']}, Qwen3-0.6B shape): "
       f"{ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x "
       f"({ours['tokens_per_s']:.0f} vs {theirs['tokens_per_s']:.0f} tokens/s)")
 PY

@@ -7,10 +7,12 @@
 //!
 //! MODEL is a built-in name or a folder (default `minilm`); MAX_LENGTH
 //! overrides the model's. `scripts/bench-decoder.sh` uses both.
+//! `MATMUL_PRECISION=high` multiplies f32 weights at
+//! [`MatmulPrecision::High`] (default `highest`).
 
 use std::time::Instant;
 
-use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions};
+use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, MatmulPrecision};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
@@ -27,6 +29,7 @@ fn main() {
     let max_length = args
         .get(4)
         .map(|m| m.parse().expect("MAX_LENGTH is a number of tokens"));
+    let precision = std::env::var("MATMUL_PRECISION").unwrap_or_else(|_| "highest".into());
     let options = EmbedderOptions {
         max_length,
         dtype: Some(match dtype {
@@ -34,6 +37,11 @@ fn main() {
             "bf16" => candle_core::DType::BF16,
             other => panic!("dtype {other}: expected f32 or bf16"),
         }),
+        matmul_precision: match precision.as_str() {
+            "highest" => MatmulPrecision::Highest,
+            "high" => MatmulPrecision::High,
+            other => panic!("MATMUL_PRECISION {other}: expected highest or high"),
+        },
         ..EmbedderOptions::default()
     };
     let embedder = Embedder::from_spec(model, options).unwrap_or_else(|e| panic!("load {model}: {e}"));
@@ -60,6 +68,7 @@ fn main() {
             "threads": threads,
             "batch_size": batch,
             "dtype": dtype,
+            "matmul_precision": precision,
             "kernels": embedder.info().kernels,
         })
     );

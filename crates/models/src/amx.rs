@@ -10,10 +10,15 @@
 //! tile in the order the kernel reads them ([`AmxWeight`] once per layer,
 //! [`AmxRows`] per block of rows, while rounding them to bf16), and blocks go
 //! column panel by column panel, so a panel of the weight (32 columns) stays
-//! in the L2 cache for every row of `A`. Products sum in f32, the order
+//! in the L2 cache for every row of `A`. A depth past [`PASS_STEPS`] steps
+//! goes in passes, so that the part of `A` a pass reads stays in the L2
+//! cache too (shorter passes, to keep a panel in the L1 cache, were slower:
+//! each pass loads and stores `C` again). Products sum in f32, the order
 //! along the depth fixed, so results do not depend on the number of threads.
-//! (Passes over part of the depth, to keep a panel in the L1 cache, were
-//! slower: each pass loads and stores `C` again.)
+//!
+//! f32 layers at [`crate::MatmulPrecision::High`] run here too, each value
+//! split into two bf16 ones and the depth tripled
+//! ([`AmxWeight::from_f32_split`], [`AmxRows::pack_split`]).
 //!
 //! x86_64 Linux only (elsewhere [`available`] is false): a process must ask
 //! the kernel for the tile state before its first AMX instruction
@@ -26,6 +31,10 @@ use std::arch::asm;
 const BLOCK: usize = 32;
 /// Depth of one step: 32 bf16 values, one 64-byte tile row.
 const STEP: usize = 32;
+/// Steps of the depth per pass over `C`: 3,072 values, so a block of 128
+/// rows reads 768 KB of `A` per pass (a split f32 layer 3,072 wide is 9,216
+/// deep; in one pass its rows fell out of the L2 cache, 30 % slower).
+const PASS_STEPS: usize = 96;
 
 /// One 64-byte tile row.
 #[derive(Clone, Copy)]
@@ -133,6 +142,23 @@ impl AmxWeight {
         let mut w = Self::zeroed(n, k);
         pack_f32_columns(&mut w.lines, x, n, k, ld);
         w
+    }
+
+    /// `W` (`n × k`, f32 rows) for f32 accuracy from bf16 products: each
+    /// row as `[hi | lo | hi]` ([`split_bf16`]), a weight `3k` deep, to meet
+    /// rows packed by [`AmxRows::pack_split`] (`[hi | hi | lo]`), so that
+    /// one product sums `hi·hi + hi·lo + lo·hi`: all of `a·w` but `lo·lo`
+    /// and the rounding of each `lo`, about 2⁻¹⁷ of it.
+    pub fn from_f32_split(x: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(x.len(), n * k, "AmxWeight: the weight is not n × k");
+        let mut bits = vec![0u16; n * 3 * k];
+        for (row, out) in x.chunks(k.max(1)).zip(bits.chunks_mut(3 * k.max(1))) {
+            let (hi, rest) = out.split_at_mut(k);
+            let (lo, hi_again) = rest.split_at_mut(k);
+            split_row(row, hi, lo);
+            hi_again.copy_from_slice(hi);
+        }
+        Self::from_bf16(&bits, n, 3 * k)
     }
 
     fn zeroed(n: usize, k: usize) -> Self {
@@ -244,43 +270,97 @@ impl AmxRows {
     /// Packs `m` rows of `k` values, `lda` apart in `x`, rounded to bf16
     /// ([`bf16_bits`]).
     pub fn pack(&mut self, x: &[f32], m: usize, k: usize, lda: usize) {
-        let (chunks, steps) = (m.div_ceil(BLOCK), k.div_ceil(STEP));
-        self.lines.clear();
-        self.lines.resize(chunks * steps * 2 * 16, Line([0; 32]));
+        self.reset(m, k);
         pack_rows(&mut self.lines, x, m, k, lda);
-        (self.m, self.k) = (m, k);
     }
 
     /// Packs `m` rows of `k` bf16 values that `row(r, bits)` writes into
     /// `bits` (`k` long): for a producer that rounds as it goes, so that its
     /// f32 output is never stored.
     pub fn pack_bits(&mut self, m: usize, k: usize, mut row: impl FnMut(usize, &mut [u16])) {
-        let (chunks, steps) = (m.div_ceil(BLOCK), k.div_ceil(STEP));
-        self.lines.clear();
-        self.lines.resize(chunks * steps * 2 * 16, Line([0; 32]));
+        self.reset(m, k);
+        let steps = k.div_ceil(STEP);
         let mut bits = vec![0u16; k];
         for r in 0..m {
             row(r, &mut bits);
-            let (chunk, half, line) = (r / BLOCK, r % BLOCK / 16, r % 16);
             for (step, values) in bits.chunks(STEP).enumerate() {
-                let tile = (chunk * steps + step) * 2 + half;
-                self.lines[tile * 16 + line].0[..values.len()].copy_from_slice(values);
+                let dest = &mut self.lines[line_of(r, step, steps)].0;
+                // A whole step as one array: a copy of a slice's length would
+                // be a call to `memmove` per 64 bytes.
+                match <&[u16; STEP]>::try_from(values) {
+                    Ok(step) => *dest = *step,
+                    Err(_) => {
+                        dest[..values.len()].copy_from_slice(values);
+                        dest[values.len()..].fill(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Packs `m` rows of `k` f32 values, `lda` apart in `x`, each as
+    /// `[hi | hi | lo]` ([`split_bf16`]): rows `3k` deep for a weight from
+    /// [`AmxWeight::from_f32_split`].
+    pub fn pack_split(&mut self, x: &[f32], m: usize, k: usize, lda: usize) {
+        let mut lo = vec![0u16; k];
+        self.pack_bits(m, 3 * k, |r, bits| {
+            let (hi, rest) = bits.split_at_mut(k);
+            split_row(&x[r * lda..][..k], hi, &mut lo);
+            rest[..k].copy_from_slice(hi);
+            rest[k..].copy_from_slice(&lo);
+        });
+    }
+
+    /// Tiles for `m` rows of `k` values. The packers write every line of a
+    /// row (a last, partial step padded with zeros); here only the lines of
+    /// the rows past `m` are zeroed, so that no line is written twice (the
+    /// tiles of a block are megabytes, and each write a trip to memory).
+    fn reset(&mut self, m: usize, k: usize) {
+        let (chunks, steps) = (m.div_ceil(BLOCK), k.div_ceil(STEP));
+        self.lines.resize(chunks * steps * 2 * 16, Line([0; 32]));
+        for r in m..chunks * BLOCK {
+            for step in 0..steps {
+                self.lines[line_of(r, step, steps)] = Line([0; 32]);
             }
         }
         (self.m, self.k) = (m, k);
     }
 }
 
-/// The rows of [`AmxRows::pack`] into their tiles (zeroed beforehand).
+/// The line of `A`'s tiles that holds row `r`'s values of `step`, with
+/// `steps` steps per row.
+#[inline(always)]
+fn line_of(r: usize, step: usize, steps: usize) -> usize {
+    let (chunk, half, line) = (r / BLOCK, r % BLOCK / 16, r % 16);
+    ((chunk * steps + step) * 2 + half) * 16 + line
+}
+
+/// `v` as the sum of two bf16 values, their bits `(hi, lo)`: `hi` is `v`
+/// rounded ([`bf16_bits`]), `lo` what is left, rounded; together they hold
+/// about 16 of `v`'s 24 significant bits.
+#[inline(always)]
+pub(crate) fn split_bf16(v: f32) -> (u16, u16) {
+    let hi = bf16_bits(v);
+    (hi, bf16_bits(v - f32::from_bits(u32::from(hi) << 16)))
+}
+
+/// [`split_bf16`] on each value of `row`, into `hi` and `lo`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn split_row(row: &[f32], hi: &mut [u16], lo: &mut [u16]) {
+    for ((&v, h), l) in row.iter().zip(hi).zip(lo) {
+        (*h, *l) = split_bf16(v);
+    }
+}
+
+/// The rows of [`AmxRows::pack`] into their tiles.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 fn pack_rows(lines: &mut [Line], x: &[f32], m: usize, k: usize, lda: usize) {
     let steps = k.div_ceil(STEP);
     for (r, row) in x.chunks(lda).take(m).enumerate() {
-        let (chunk, half, line) = (r / BLOCK, r % BLOCK / 16, r % 16);
         for (step, values) in row[..k].chunks(STEP).enumerate() {
-            let tile = (chunk * steps + step) * 2 + half;
-            let dest = &mut lines[tile * 16 + line].0;
+            let dest = &mut lines[line_of(r, step, steps)].0;
             dest.iter_mut().zip(values).for_each(|(d, &v)| *d = bf16_bits(v));
+            dest[values.len()..].fill(0);
         }
     }
 }
@@ -332,28 +412,31 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
     // above) or `edge`.
     unsafe {
         asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
-        for p in 0..n.div_ceil(BLOCK) {
-            let (col, cols) = (p * BLOCK, BLOCK.min(n - p * BLOCK));
-            let w_tiles = w.lines.as_ptr().add(p * panel_steps * 32);
-            for r0 in (0..m).step_by(BLOCK) {
-                let rows = BLOCK.min(m - r0);
-                let a_tiles = a.lines.as_ptr().add(r0 / BLOCK * steps * 32);
-                if rows == BLOCK && cols == BLOCK {
-                    let c = c.as_mut_ptr().add(r0 * ldc + col);
-                    block(a_tiles, w_tiles, c, ldc, steps, accumulate);
-                } else {
-                    for r in 0..rows {
-                        let start = &c[(r0 + r) * ldc + col..][..cols];
-                        let edge = &mut edge[r * BLOCK..][..cols];
-                        if accumulate {
-                            edge.copy_from_slice(start)
-                        } else {
-                            edge.fill(0.0)
+        for first in (0..steps).step_by(PASS_STEPS) {
+            let (depth, accumulate) = (PASS_STEPS.min(steps - first), accumulate || first > 0);
+            for p in 0..n.div_ceil(BLOCK) {
+                let (col, cols) = (p * BLOCK, BLOCK.min(n - p * BLOCK));
+                let w_tiles = w.lines.as_ptr().add((p * panel_steps + first) * 32);
+                for r0 in (0..m).step_by(BLOCK) {
+                    let rows = BLOCK.min(m - r0);
+                    let a_tiles = a.lines.as_ptr().add((r0 / BLOCK * steps + first) * 32);
+                    if rows == BLOCK && cols == BLOCK {
+                        let c = c.as_mut_ptr().add(r0 * ldc + col);
+                        block(a_tiles, w_tiles, c, ldc, depth, accumulate);
+                    } else {
+                        for r in 0..rows {
+                            let start = &c[(r0 + r) * ldc + col..][..cols];
+                            let edge = &mut edge[r * BLOCK..][..cols];
+                            if accumulate {
+                                edge.copy_from_slice(start)
+                            } else {
+                                edge.fill(0.0)
+                            }
                         }
-                    }
-                    block(a_tiles, w_tiles, edge.as_mut_ptr(), BLOCK, steps, true);
-                    for r in 0..rows {
-                        c[(r0 + r) * ldc + col..][..cols].copy_from_slice(&edge[r * BLOCK..][..cols]);
+                        block(a_tiles, w_tiles, edge.as_mut_ptr(), BLOCK, depth, true);
+                        for r in 0..rows {
+                            c[(r0 + r) * ldc + col..][..cols].copy_from_slice(&edge[r * BLOCK..][..cols]);
+                        }
                     }
                 }
             }
@@ -499,6 +582,65 @@ mod tests {
                 assert_eq!(c[r * width + j], want, "row {r}, column {j}");
             }
         }
+    }
+
+    /// Split rows and weights give all of `a·w` where the split is exact
+    /// (`a = hi + lo`, and `w` of 8 significant bits so its `lo·lo` term is
+    /// 0): errors only from summing in f32, on shapes off the blocks, steps
+    /// and passes. A product left out or misplaced would err by 2⁻⁹ of it.
+    #[test]
+    fn split_products_are_exact_where_the_split_is() {
+        if !available() {
+            return;
+        }
+        let mut rows = AmxRows::default();
+        // The last shape's split depth (3,300) takes two passes.
+        for (m, n, k) in [(1, 1, 1), (37, 45, 70), (33, 96, 128), (5, 40, 300), (40, 33, 1100)] {
+            // A bf16 value plus one below its last bit: 16 significant bits.
+            let a: Vec<f32> = (0..m * k).map(|i| value(i) + value(i * 11 + 3) / 256.0).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| value(i * 3 + 1)).collect();
+            rows.pack_split(&a, m, k, k);
+            let weight = AmxWeight::from_f32_split(&w, n, k);
+            let mut c = vec![f32::NAN; m * n];
+            gemm(&rows, &weight, &mut c, n, n, false);
+            for (i, &got) in c.iter().enumerate() {
+                let (r, j) = (i / n, i % n);
+                let (exact, size) = (0..k).fold((0f64, 0f64), |(s, t), d| {
+                    let p = f64::from(a[r * k + d]) * f64::from(w[j * k + d]);
+                    (s + p, t + p.abs())
+                });
+                let error = (f64::from(got) - exact).abs();
+                assert!(error <= 1e-6 * size, "{m}×{n}×{k}, {i}: {got} vs {exact}");
+            }
+        }
+    }
+
+    /// On values of 24 significant bits the split products err by about
+    /// 2⁻¹⁶ of the sum of the products' sizes, where bf16 errs by 2⁻⁸.
+    #[test]
+    fn split_products_hold_about_16_bits() {
+        if !available() {
+            return;
+        }
+        let (m, n, k) = (40, 70, 300);
+        let noise = |i: usize| ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as f32 / (1 << 24) as f32 - 0.5;
+        let a: Vec<f32> = (0..m * k).map(|i| noise(i) * 3.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| noise(i + 1_000_003) / 7.0).collect();
+        let mut rows = AmxRows::default();
+        rows.pack_split(&a, m, k, k);
+        let mut c = vec![0.0; m * n];
+        gemm(&rows, &AmxWeight::from_f32_split(&w, n, k), &mut c, n, n, false);
+        let mut worst = 0f64;
+        for r in 0..m {
+            for j in 0..n {
+                let (exact, size) = (0..k).fold((0f64, 0f64), |(s, t), d| {
+                    let p = f64::from(a[r * k + d]) * f64::from(w[j * k + d]);
+                    (s + p, t + p.abs())
+                });
+                worst = worst.max((f64::from(c[r * n + j]) - exact).abs() / size);
+            }
+        }
+        assert!(worst < 2f64.powi(-16), "worst error {worst:e} of the products' sizes");
     }
 
     #[test]

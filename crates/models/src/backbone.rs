@@ -183,10 +183,20 @@ impl Backbone {
 
     /// Folds every LoRA adapter into its base weight.
     pub fn merge_lora(&mut self) -> Result<()> {
-        let linears: Vec<&mut Linear> = match self {
+        self.linears_mut().into_iter().try_for_each(Linear::merge_lora)
+    }
+
+    /// How the packed path multiplies the f32 weights of every linear layer.
+    pub fn set_matmul_precision(&mut self, precision: crate::MatmulPrecision) {
+        for linear in self.linears_mut() {
+            linear.set_matmul_precision(precision);
+        }
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        match self {
             Self::Bert(m) => m.linears_mut().collect(),
             Self::Decoder(m) => m.linears_mut().collect(),
-        };
-        linears.into_iter().try_for_each(Linear::merge_lora)
+        }
     }
 }

@@ -52,7 +52,7 @@ pub mod tokenizer;
 
 pub use backbone::Architecture;
 pub use batch::{Attention, PaddingSide, TokenBatch};
-pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, Kernels, ModelInfo};
+pub use embedder::{Embedder, EmbedderOptions, Embeddings, EosPolicy, Kernels, MatmulPrecision, ModelInfo};
 pub use encode::{EncodeOptions, EncodeSettings, Prompt, Side, with_instruction};
 pub use error::{Error, Result};
 pub use folder::ModelFolder;

@@ -86,6 +86,8 @@ impl Weights {
             lora,
             #[cfg(feature = "mkl")]
             packed: Default::default(),
+            #[cfg(feature = "mkl")]
+            matmul_precision: Default::default(),
         })
     }
 
@@ -121,6 +123,9 @@ pub struct Linear {
     /// on first use (it runs on frozen weights only).
     #[cfg(feature = "mkl")]
     pub(crate) packed: std::sync::OnceLock<std::sync::Arc<crate::packed::PackedWeight>>,
+    /// How the packed path multiplies an f32 weight.
+    #[cfg(feature = "mkl")]
+    matmul_precision: crate::MatmulPrecision,
 }
 
 impl Linear {
@@ -151,6 +156,23 @@ impl Linear {
     #[cfg(feature = "mkl")]
     pub(crate) fn lora(&self) -> Option<&LoraAdapter> {
         self.lora.as_ref()
+    }
+
+    /// How the packed path multiplies an f32 weight.
+    #[cfg(feature = "mkl")]
+    pub(crate) fn matmul_precision(&self) -> crate::MatmulPrecision {
+        self.matmul_precision
+    }
+
+    /// Sets [`Linear::matmul_precision`]; the weight is packed again.
+    pub fn set_matmul_precision(&mut self, precision: crate::MatmulPrecision) {
+        #[cfg(feature = "mkl")]
+        {
+            self.matmul_precision = precision;
+            self.packed = Default::default();
+        }
+        #[cfg(not(feature = "mkl"))]
+        let _ = precision;
     }
 
     /// Whether a LoRA adapter is attached (and not merged).

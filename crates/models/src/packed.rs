@@ -14,7 +14,9 @@
 //! Precision: activations stay f32. With bf16 weights each GEMM takes its
 //! input rounded to bf16 and accumulates in f32: on our own AMX kernel
 //! ([`crate::amx`]) where the CPU has AMX, else on MKL (AVX512-BF16 where the
-//! CPU has it); norms, softmax and GELU are computed in f32.
+//! CPU has it); norms, softmax and GELU are computed in f32. f32 weights run
+//! on MKL's SGEMM, or at [`MatmulPrecision::High`] on AMX as pairs of bf16
+//! values (attention stays on SGEMM).
 //!
 //! Inference only, on frozen weights: nothing here records a gradient, and
 //! each layer keeps its weight packed for its GEMM after the first batch.
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 use crate::amx::{AmxRows, AmxWeight, bf16_bits};
 use crate::batch::TokenBatch;
+use crate::embedder::MatmulPrecision;
 use crate::nn::{LayerNorm, Linear};
 
 /// Whether MKL, which every GEMM here runs on, is linked into this build.
@@ -108,7 +111,9 @@ pub(crate) fn add_rows(table: &Tensor, ids: impl ExactSizeIterator<Item = usize>
 /// How a dense layer of the packed path multiplies: as its weight's dtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Form {
-    /// f32 weights and inputs: MKL's SGEMM.
+    /// f32 weights and inputs: MKL's SGEMM, or at
+    /// [`MatmulPrecision::High`] on AMX, each value split into two bf16
+    /// ones ([`AmxWeight::from_f32_split`]).
     F32,
     /// bf16 weights, inputs rounded to bf16, f32 sums.
     Bf16,
@@ -139,18 +144,22 @@ enum WeightKernel {
     Mkl(Vec<PackedB>),
     /// Our own AMX kernel ([`crate::amx`]), for bf16 where the CPU has AMX:
     /// about 2 TFLOP/s on 2 cores in the Qwen3-0.6B shape, where MKL's slabs
-    /// reach 1.4–1.6.
+    /// reach 1.4–1.6; and for f32 at [`MatmulPrecision::High`], split.
     Amx(AmxWeight),
 }
 
 impl PackedWeight {
-    fn new(weight: &Tensor) -> Result<Self> {
+    fn new(weight: &Tensor, precision: MatmulPrecision) -> Result<Self> {
         let (n, k) = weight.dims2()?;
         let (storage, tensor_layout) = weight.storage_and_layout();
         let Some((start, end)) = tensor_layout.contiguous_offsets() else {
             candle_core::bail!("packed path: expected a contiguous weight");
         };
         let (form, kernel) = match &*storage {
+            Storage::Cpu(CpuStorage::F32(v)) if precision == MatmulPrecision::High && crate::amx::available() => (
+                Form::F32,
+                WeightKernel::Amx(AmxWeight::from_f32_split(&v[start..end], n, k)),
+            ),
             Storage::Cpu(CpuStorage::F32(v)) => (
                 Form::F32,
                 WeightKernel::Mkl(vec![PackedB::new(Mat::dense(&v[start..end], n, k), BLayout::NByK)]),
@@ -196,7 +205,7 @@ fn packed_weight(layer: &Linear) -> Result<Arc<PackedWeight>> {
     if let Some(p) = layer.packed.get() {
         return Ok(p.clone());
     }
-    let pack = PackedWeight::new(layer.parts().0)?;
+    let pack = PackedWeight::new(layer.parts().0, layer.matmul_precision())?;
     Ok(layer.packed.get_or_init(|| Arc::new(pack)).clone())
 }
 
@@ -227,6 +236,8 @@ struct Dense {
     weights: Vec<Arc<PackedWeight>>,
     biases: Vec<Option<Vec<f32>>>,
     form: Form,
+    /// Whether the weights are packed for [`crate::amx`] (else for MKL).
+    amx: bool,
     /// Input width.
     k: usize,
     /// Output width: the layers' widths summed.
@@ -254,24 +265,36 @@ impl Dense {
             .map(|l| l.parts().1.map(vector).transpose())
             .collect::<Result<Vec<_>>>()?;
         let k = weights.first().map_or(0, |w| w.k);
-        if weights.iter().any(|w| w.k != k || w.form != form) {
-            candle_core::bail!("packed path: side-by-side layers need one input width and one dtype");
+        let amx = weights
+            .first()
+            .is_some_and(|w| matches!(w.kernel, WeightKernel::Amx(_)));
+        if weights
+            .iter()
+            .any(|w| w.k != k || w.form != form || matches!(w.kernel, WeightKernel::Amx(_)) != amx)
+        {
+            candle_core::bail!("packed path: side-by-side layers need one input width, dtype and kernel");
         }
         let width = weights.iter().map(|w| w.n).sum();
         Ok(Self {
             weights,
             biases,
             form,
+            amx,
             k,
             width,
         })
     }
 
-    /// Rows per block for a matrix of `rows` rows: [`BLOCK_ROWS`] for f32;
-    /// for bf16 at most [`BF16_BLOCK_ROWS`], in a number of blocks that the
-    /// threads share evenly.
+    /// Whether the GEMM is MKL's SGEMM: f32, not split for AMX.
+    fn sgemm(&self) -> bool {
+        self.form == Form::F32 && !self.amx
+    }
+
+    /// Rows per block for a matrix of `rows` rows: [`BLOCK_ROWS`] for MKL's
+    /// SGEMM; for bf16 products at most [`BF16_BLOCK_ROWS`], in a number of
+    /// blocks that the threads share evenly.
     fn block_rows(&self, rows: usize) -> usize {
-        if self.form == Form::F32 {
+        if self.sgemm() {
             return BLOCK_ROWS;
         }
         let threads = rayon::current_num_threads().max(1);
@@ -295,29 +318,18 @@ impl Dense {
     ) {
         let (k, ldc) = (self.k, self.width);
         let m = x.len() / lda;
-        // MKL's bf16 GEMM clears an output it overwrites in a pass of its
-        // own: there the rows start as bias + residual and the product is
-        // accumulated onto them. The f32 GEMM does not, so there bias and
-        // residual are added after, on rows still in cache.
-        let amx = matches!(self.weights[0].kernel, WeightKernel::Amx(_));
-        // Rows start at 0 in the AMX kernel's tiles.
-        let starts_at_zero = residual.is_none() && self.biases.iter().all(Option::is_none);
-        if self.form != Form::F32 && !(amx && starts_at_zero) {
+        // MKL's SGEMM overwrites its output: there bias and residual are
+        // added after, on rows still in cache. The other GEMMs accumulate
+        // onto rows that start as bias + residual (MKL's bf16 GEMM clears an
+        // output it overwrites in a pass of its own), or in the AMX kernel's
+        // tiles at 0.
+        let starts_at_zero = self.amx && residual.is_none() && self.biases.iter().all(Option::is_none);
+        if !self.sgemm() && !starts_at_zero {
             self.start_rows(out, residual);
         }
         let mut col = 0;
-        if self.form == Form::F32 {
-            PROLOGUE.with_borrow_mut(|scratch| {
-                let (a, lda) = match prologue {
-                    Prologue::Plain => (x, lda),
-                    _ => {
-                        scratch.resize(m * k, 0.0);
-                        for (row, out) in x.chunks(lda).zip(scratch.chunks_mut(k)) {
-                            prologue.to_f32(row, out);
-                        }
-                        (&scratch[..], k)
-                    }
-                };
+        if self.sgemm() {
+            with_prologue(x, lda, prologue, m, k, |a, lda| {
                 for weight in &self.weights {
                     for (at, slab) in weight.slabs() {
                         let c = MatMut::strided(&mut out[col + at..], m, slab.dims().0, ldc);
@@ -327,12 +339,14 @@ impl Dense {
                     col += weight.n;
                 }
             });
-        } else if amx {
-            // The block rounded to bf16 into tiles once, for every layer.
+        } else if self.amx {
+            // The block into tiles once, for every layer: rounded to bf16,
+            // or split into two bf16 values for f32 weights.
             AMX_ROWS.with_borrow_mut(|rows| {
-                match prologue {
-                    Prologue::Plain => rows.pack(x, m, k, lda),
-                    _ => rows.pack_bits(m, k, |r, bits| prologue.to_bf16(&x[r * lda..][..lda], bits)),
+                match (self.form, prologue) {
+                    (Form::F32, _) => with_prologue(x, lda, prologue, m, k, |a, lda| rows.pack_split(a, m, k, lda)),
+                    (Form::Bf16, Prologue::Plain) => rows.pack(x, m, k, lda),
+                    (Form::Bf16, _) => rows.pack_bits(m, k, |r, bits| prologue.to_bf16(&x[r * lda..][..lda], bits)),
                 }
                 for weight in &self.weights {
                     if let WeightKernel::Amx(w) = &weight.kernel {
@@ -360,7 +374,7 @@ impl Dense {
             });
         }
         for (r, row) in out.chunks_mut(ldc).enumerate() {
-            if self.form == Form::F32 {
+            if self.sgemm() {
                 let res = residual.map(|res| &res[r * ldc..][..ldc]);
                 self.for_each_layer(row, res, add_into);
             }
@@ -395,6 +409,22 @@ impl Dense {
             col += n;
         }
     }
+}
+
+/// `f(a, lda)` on the `m` rows of `x` (`lda` apart) after `prologue`, in f32:
+/// `x` itself for [`Prologue::Plain`], else a per-thread scratch block
+/// ([`PROLOGUE`]) of rows `k` wide.
+fn with_prologue(x: &[f32], lda: usize, prologue: Prologue, m: usize, k: usize, f: impl FnOnce(&[f32], usize)) {
+    if let Prologue::Plain = prologue {
+        return f(x, lda);
+    }
+    PROLOGUE.with_borrow_mut(|scratch| {
+        scratch.resize(m * k, 0.0);
+        for (row, out) in x.chunks(lda).zip(scratch.chunks_mut(k)) {
+            prologue.to_f32(row, out);
+        }
+        f(&scratch[..], k)
+    })
 }
 
 /// `out[r] = x[r] · [W₁ W₂ …]ᵀ + [b₁ b₂ …] (+ residual[r])` for each row of

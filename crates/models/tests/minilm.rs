@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Golden, cosine, golden, max_abs_diff};
-use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, Kernels, PaddingSide, Pooling};
+use reasonembed_models::{Embedder, EmbedderOptions, EncodeOptions, Kernels, MatmulPrecision, PaddingSide, Pooling};
 
 /// The golden texts embedded as `SentenceTransformer.encode` embeds them
 /// (batch 32), with the golden vectors to compare against.
@@ -49,6 +49,45 @@ fn minilm_matches_sentence_transformers() {
         assert!(cos >= 0.99999, "text {i}: cosine {cos}");
         assert!(max_abs_diff(out.row(i), e) < 1e-5, "text {i}");
     }
+}
+
+/// `MatmulPrecision::High` (on AMX, f32 values split into pairs of bf16
+/// ones) holds the f32 bar against sentence-transformers, and its vectors
+/// agree with `Highest`'s far below the bar.
+#[test]
+fn minilm_at_high_matmul_precision_holds_the_f32_bar() {
+    let golden = golden("minilm");
+    let load = |matmul_precision| {
+        let options = EmbedderOptions {
+            matmul_precision,
+            ..EmbedderOptions::default()
+        };
+        Embedder::from_spec("minilm", options).unwrap()
+    };
+    let high = load(MatmulPrecision::High);
+    let expected = match (common::PACKED_BUILD, reasonembed_models::device::amx()) {
+        (false, _) => "candle",
+        (true, true) => "packed+mkl+amx-bf16x3",
+        (true, false) => "packed+mkl",
+    };
+    assert_eq!(high.info().kernels, expected, "the kernels of this build and CPU");
+    let (out, goldens) = encode_golden(&high, &golden);
+    let (highest, _) = encode_golden(&load(MatmulPrecision::Highest), &golden);
+    let (mut worst, mut worst_to_highest, mut diff) = (1f64, 1f64, 0f32);
+    for (i, e) in goldens.iter().enumerate() {
+        worst = worst.min(cosine(out.row(i), e));
+        diff = diff.max(max_abs_diff(out.row(i), e));
+        worst_to_highest = worst_to_highest.min(cosine(out.row(i), highest.row(i)));
+    }
+    eprintln!(
+        "high: worst cosine {worst} to the goldens (max diff {diff:e}), {:e} from 1 to highest",
+        1.0 - worst_to_highest
+    );
+    assert!(
+        worst >= 0.99999 && diff < 1e-5,
+        "worst cosine {worst}, max difference {diff}"
+    );
+    assert!(1.0 - worst_to_highest < 1e-8, "cosine to highest {worst_to_highest}");
 }
 
 /// bf16 weights on the CPU (with the default `mkl` feature, every linear

@@ -7,7 +7,9 @@
 mod common;
 
 use common::{Golden, GoldenCase, fixture, golden, max_abs_diff};
-use reasonembed_models::{Attention, Embedder, EmbedderOptions, Kernels, Mode, ModelFolder, PaddingSide, Pooling};
+use reasonembed_models::{
+    Attention, Embedder, EmbedderOptions, Kernels, MatmulPrecision, Mode, ModelFolder, PaddingSide, Pooling,
+};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -31,17 +33,19 @@ fn options(golden: &Golden, case: &GoldenCase) -> EmbedderOptions {
 }
 
 /// Runs every case of `name`'s golden file through one padded batch, on
-/// both inference paths.
+/// both inference paths (the packed one at either matmul precision).
 fn check_model(name: &str) {
     let golden = golden(&format!("tiny-{name}"));
     let folder = ModelFolder::open(&fixture(&format!("tiny-{name}"))).unwrap();
-    for (case, kernels) in golden
-        .cases
-        .iter()
-        .flat_map(|c| [(c, Kernels::Fast), (c, Kernels::Reference)])
-    {
+    let paths = [
+        (Kernels::Fast, MatmulPrecision::Highest),
+        (Kernels::Fast, MatmulPrecision::High),
+        (Kernels::Reference, MatmulPrecision::Highest),
+    ];
+    for (case, (kernels, matmul_precision)) in golden.cases.iter().flat_map(|c| paths.map(|p| (c, p))) {
         let options = EmbedderOptions {
             kernels,
+            matmul_precision,
             ..options(&golden, case)
         };
         let embedder = Embedder::load(&folder, options).unwrap();
@@ -74,7 +78,7 @@ fn check_model(name: &str) {
             let diff = max_abs_diff(a, b);
             assert!(
                 diff <= TOLERANCE,
-                "{name}/{} ({kernels:?}): text {i} differs by {diff}",
+                "{name}/{} ({kernels:?}, {matmul_precision:?}): text {i} differs by {diff}",
                 case.name
             );
         }
@@ -146,8 +150,9 @@ fn decoder_defaults_follow_the_checkpoint() {
 }
 
 /// Sequences longer than one block of query rows (64), of mixed lengths in
-/// one batch, through every tiny backbone, causal and bidirectional, f32 and
-/// bf16: the packed path against the candle reference.
+/// one batch, through every tiny backbone, causal and bidirectional, f32 (at
+/// either matmul precision) and bf16: the packed path against the candle
+/// reference.
 #[test]
 fn packed_path_matches_the_reference_on_long_mixed_batches() {
     let texts: Vec<String> = [3, 40, 97, 150, 200]
@@ -163,13 +168,18 @@ fn packed_path_matches_the_reference_on_long_mixed_batches() {
             &[Attention::Causal, Attention::Bidirectional]
         };
         for &attention in attentions {
-            for (dtype, bar) in [(candle_core::DType::F32, 1e-4f32), (candle_core::DType::BF16, 2e-2)] {
+            for (dtype, matmul_precision, bar) in [
+                (candle_core::DType::F32, MatmulPrecision::Highest, 1e-4f32),
+                (candle_core::DType::F32, MatmulPrecision::High, 1e-4),
+                (candle_core::DType::BF16, MatmulPrecision::Highest, 2e-2),
+            ] {
                 let embed = |kernels| {
                     let options = EmbedderOptions {
                         attention: Some(attention),
                         dtype: Some(dtype),
                         max_length: Some(if name == "bert" { 128 } else { 256 }),
                         kernels,
+                        matmul_precision,
                         ..Default::default()
                     };
                     let embedder = Embedder::load(&folder, options).unwrap();
@@ -186,7 +196,7 @@ fn packed_path_matches_the_reference_on_long_mixed_batches() {
                     let diff = max_abs_diff(fast.row(i), reference.row(i));
                     assert!(
                         diff <= bar,
-                        "{name} {attention:?} {dtype:?}: text {i} differs by {diff}"
+                        "{name} {attention:?} {dtype:?} {matmul_precision:?}: text {i} differs by {diff}"
                     );
                 }
             }
