@@ -71,8 +71,14 @@ fn minilm_at_high_matmul_precision_holds_the_f32_bar() {
         (true, false) => "packed+mkl",
     };
     assert_eq!(high.info().kernels, expected, "the kernels of this build and CPU");
+    let highest_model = load(MatmulPrecision::Highest);
+    // Vectors that differ never share a cache or index key.
+    assert_eq!(
+        high.identity().unwrap() == highest_model.identity().unwrap(),
+        expected != "packed+mkl+amx-bf16x3"
+    );
     let (out, goldens) = encode_golden(&high, &golden);
-    let (highest, _) = encode_golden(&load(MatmulPrecision::Highest), &golden);
+    let (highest, _) = encode_golden(&highest_model, &golden);
     let (mut worst, mut worst_to_highest, mut diff) = (1f64, 1f64, 0f32);
     for (i, e) in goldens.iter().enumerate() {
         worst = worst.min(cosine(out.row(i), e));
