@@ -57,7 +57,8 @@ pub struct ModelArgs {
 
     /// How f32 weights are multiplied on the CPU: highest (IEEE f32 products), or high (on CPUs
     /// with AMX, each value split into two bf16 values, three bf16 products per product: about
-    /// twice as fast, vectors within a cosine of 1e-9 of highest; elsewhere as highest).
+    /// twice as fast, vectors measured within 1e-9 of a cosine of 1 to highest's; elsewhere as
+    /// highest).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Highest)]
     pub matmul_precision: PrecisionArg,
 }
