@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// The version of the embedding code's numerics. Bump it whenever a change
 /// alters any vector (tokenisation, kernels, pooling, prompts, text cuts), so
 /// that an upgrade never reuses vectors computed by older code.
-pub const EMBEDDING_CODE_VERSION: u32 = 5;
+pub const EMBEDDING_CODE_VERSION: u32 = 6;
 
 /// The sha256 of `files`, in order. Large files are hashed once: the digest is
 /// memoised under the cache by path, size and modification time.
