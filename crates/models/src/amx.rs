@@ -171,6 +171,9 @@ impl AmxWeight {
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 fn pack_f32_rows(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
     pack_weight_rows(lines, n, k, |col, depth, bits| {
+        if depth == 0 {
+            prefetch(x, (col + PREFETCH_ROWS) * ld, k);
+        }
         let values = &x[col * ld + depth..][..bits.len()];
         bits.iter_mut().zip(values).for_each(|(b, &v)| *b = bf16_bits(v));
     });
@@ -214,6 +217,9 @@ fn pack_weight_rows(lines: &mut [Line], n: usize, k: usize, row: impl Fn(usize, 
 fn pack_f32_columns(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
     let steps = k.div_ceil(STEP);
     for depth in (0..k).step_by(2) {
+        for ahead in [depth + PREFETCH_ROWS, depth + PREFETCH_ROWS + 1] {
+            prefetch(x, ahead * ld, n);
+        }
         let (step, r) = (depth / STEP, depth % STEP / 2);
         let first = &x[depth * ld..][..n];
         let second = (depth + 1 < k).then(|| &x[(depth + 1) * ld..][..n]);
@@ -357,11 +363,27 @@ fn split_row(row: &[f32], hi: &mut [u16], lo: &mut [u16]) {
 fn pack_rows(lines: &mut [Line], x: &[f32], m: usize, k: usize, lda: usize) {
     let steps = k.div_ceil(STEP);
     for (r, row) in x.chunks(lda).take(m).enumerate() {
+        prefetch(x, (r + PREFETCH_ROWS) * lda, k);
         for (step, values) in row[..k].chunks(STEP).enumerate() {
             let dest = &mut lines[line_of(r, step, steps)].0;
             dest.iter_mut().zip(values).for_each(|(d, &v)| *d = bf16_bits(v));
             dest[values.len()..].fill(0);
         }
+    }
+}
+
+/// Rows ahead that a packer asks for ([`prefetch`]).
+const PREFETCH_ROWS: usize = 4;
+
+/// Asks for `x[at..at + len]` (what exists of it) in the L1 cache ahead of
+/// use. Rows `lda` apart lie in different pages, where the hardware
+/// prefetchers stop: each row read cold would wait a full L3 trip.
+#[inline(always)]
+fn prefetch(x: &[f32], at: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for i in (at..x.len().min(at.saturating_add(len))).step_by(16) {
+        // SAFETY: `i` is inside `x`; a prefetch only hints.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(x.as_ptr().add(i).cast()) }
     }
 }
 
