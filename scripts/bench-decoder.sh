@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Decoder embedding throughput: reasonembed against transformers on a Qwen3-0.6B-shaped model
 # (random weights, created by scripts/gpu_check_peer.py with transformers, seed 0), on the same
-# passages of 512 tokens, last-token pooling, left padding, 2 threads, in one run; prints both
-# JSON lines and the ratio ours / transformers.
+# passages of 512 tokens, last-token pooling, left padding, 2 threads, in one run: ROUNDS
+# alternating runs of each side (3 by default); prints every JSON line, then the median of each
+# side and their ratio ours / transformers.
 #
 #   scripts/bench-decoder.sh                 # f32 on both sides (needs the venv of scripts/README.md)
 #   DTYPE=bf16 scripts/bench-decoder.sh      # bfloat16 on both sides
 #   MATMUL_PRECISION=high scripts/bench-decoder.sh  # ours with --matmul-precision high (f32)
-#   PASSAGES=32 BATCH=8 scripts/bench-decoder.sh
+#   PASSAGES=32 BATCH=8 ROUNDS=5 scripts/bench-decoder.sh
 #
 # The checkpoint (2.4 GB in f32) is written under target/bench-decoder and reused.
 set -euo pipefail
@@ -17,6 +18,7 @@ THREADS=${THREADS:-2}
 DTYPE=${DTYPE:-f32}
 PASSAGES=${PASSAGES:-16}
 BATCH=${BATCH:-4}
+ROUNDS=${ROUNDS:-3}
 TOKENS=512
 SHAPE='{"hidden": 1024, "layers": 28, "heads": 16, "kv_heads": 8, "head_dim": 128, "intermediate": 3072, "vocab": 151936}'
 # OpenBLAS settings forced on some machines slow PyTorch down; benchmarks only.
@@ -40,17 +42,24 @@ with open(txt, "w") as f:
     f.writelines(t + "\n" for t in texts)
 PY
 
-# transformers: creates the model (and saves it for us), then embeds the passages.
-theirs=$("$PYTHON" scripts/gpu_check_peer.py --device cpu --dtype "$DTYPE" --dir "$model" --shape "$SHAPE" \
-    --tokenizer fixtures/models/tiny-qwen3 --embed-texts "$work/passages.jsonl" --max-length $TOKENS \
-    --batch-size "$BATCH" 2>/dev/null | grep '^RESULT ' | tail -n1 | cut -c8-)
-ours=$(cargo bench -q -p reasonembed-models --bench embed -- "$work/passages.txt" "$BATCH" "$DTYPE" "$model" $TOKENS | tail -n1)
-echo "$ours"
-echo "$theirs"
-"$PYTHON" - "$ours" "$theirs" <<'PY'
-import json, sys
-ours, theirs = json.loads(sys.argv[1]), json.loads(sys.argv[2])["embed"]
-print(f"ratio reasonembed / transformers ({ours['dtype']}, matmul precision {ours['matmul_precision']}, Qwen3-0.6B shape): "
-      f"{ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x "
-      f"({ours['tokens_per_s']:.0f} vs {theirs['tokens_per_s']:.0f} tokens/s)")
+# ROUNDS alternating runs of each side (transformers first: it creates the model and saves it
+# for us, the same weights every time, seed 0), so that a noisy neighbour slows both sides.
+cargo bench -q -p reasonembed-models --bench embed --no-run
+lines=()
+for _ in $(seq "$ROUNDS"); do
+    lines+=("$("$PYTHON" scripts/gpu_check_peer.py --device cpu --dtype "$DTYPE" --dir "$model" --shape "$SHAPE" \
+        --tokenizer fixtures/models/tiny-qwen3 --embed-texts "$work/passages.jsonl" --max-length $TOKENS \
+        --batch-size "$BATCH" 2>/dev/null | grep '^RESULT ' | tail -n1 | cut -c8-)")
+    lines+=("$(cargo bench -q -p reasonembed-models --bench embed -- "$work/passages.txt" "$BATCH" "$DTYPE" "$model" $TOKENS | tail -n1)")
+done
+printf '%s\n' "${lines[@]}"
+"$PYTHON" - "${lines[@]}" <<'PY'
+import json, statistics, sys
+runs = [json.loads(a) for a in sys.argv[1:]]
+ours_runs = [r for r in runs if r.get("engine") == "reasonembed"]
+ours = statistics.median(r["tokens_per_s"] for r in ours_runs)
+theirs = statistics.median(r["embed"]["tokens_per_s"] for r in runs if r.get("engine") != "reasonembed")
+first = ours_runs[0]
+print(f"ratio reasonembed / transformers ({first['dtype']}, matmul precision {first['matmul_precision']}, Qwen3-0.6B shape, "
+      f"medians of {len(ours_runs)}): {ours / theirs:.2f}x ({ours:.0f} vs {theirs:.0f} tokens/s)")
 PY
