@@ -179,7 +179,7 @@ impl Layer {
         let h = x.len() / packed.tokens().max(1);
         // Q, K and V side by side in one row per token.
         let qkv = [&self.query, &self.key, &self.value];
-        linear(x, Prologue::Plain, &qkv, &mut buf.qkv, None, |_| {})?;
+        linear(x, Prologue::Plain, &qkv, &mut buf.qkv, None, |_, _| {})?;
         let heads = Heads {
             q: self.heads,
             kv: self.heads,
@@ -189,7 +189,7 @@ impl Layer {
         let bf16 = self.query.parts().0.dtype() == candle_core::DType::BF16;
         attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
         let (w, b, eps) = self.attn_norm.parts_f32()?;
-        let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
+        let norm = |_, row: &mut [f32]| layer_norm(row, &w, &b, eps);
         linear(
             &buf.ctx,
             Prologue::Plain,
@@ -199,7 +199,7 @@ impl Layer {
             norm,
         )?;
         let (w, b, eps) = self.out_norm.parts_f32()?;
-        let norm = |row: &mut [f32]| layer_norm(row, &w, &b, eps);
+        let norm = |_, row: &mut [f32]| layer_norm(row, &w, &b, eps);
         feed_forward(
             &buf.mid,
             Prologue::Plain,

@@ -231,7 +231,7 @@ impl Layer {
         decoder: &Decoder,
         buf: &mut crate::packed::DecoderBuffers,
     ) -> Result<()> {
-        use crate::packed::{Heads, Prologue, attention, feed_forward, linear, rotary};
+        use crate::packed::{Heads, Prologue, attention, feed_forward, linear, rotary_row};
         let a = &self.attn;
         let heads = Heads {
             q: a.num_heads,
@@ -241,15 +241,6 @@ impl Layer {
         };
         let t = packed.tokens();
         let (weight, eps) = self.input_norm.parts_f32()?;
-        buf.qkv.resize(t * heads.qkv_width(), 0.0);
-        linear(
-            x,
-            Prologue::RmsNorm(&weight, eps),
-            &[&a.q_proj, &a.k_proj, &a.v_proj],
-            &mut buf.qkv,
-            None,
-            |_| {},
-        )?;
         let qk_norm = match &a.qk_norm {
             Some((q, k)) => {
                 let ((qw, eps), (kw, _)) = (q.parts_f32()?, k.parts_f32()?);
@@ -258,11 +249,26 @@ impl Layer {
             None => None,
         };
         let qk_norm = qk_norm.as_ref().map(|(q, k, eps)| (q.as_slice(), k.as_slice(), *eps));
-        rotary(&mut buf.qkv, packed, heads, &decoder.inv_freq, qk_norm);
+        buf.qkv.resize(t * heads.qkv_width(), 0.0);
+        linear(
+            x,
+            Prologue::RmsNorm(&weight, eps),
+            &[&a.q_proj, &a.k_proj, &a.v_proj],
+            &mut buf.qkv,
+            None,
+            |row, qkv| rotary_row(qkv, packed.positions[row], heads, &decoder.inv_freq, qk_norm),
+        )?;
         buf.ctx.resize(t * heads.q * heads.dim, 0.0);
         let bf16 = a.q_proj.parts().0.dtype() == candle_core::DType::BF16;
         attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
-        linear(&buf.ctx, Prologue::Plain, &[&a.o_proj], &mut buf.mid, Some(x), |_| {})?;
+        linear(
+            &buf.ctx,
+            Prologue::Plain,
+            &[&a.o_proj],
+            &mut buf.mid,
+            Some(x),
+            |_, _| {},
+        )?;
         let (weight, eps) = self.post_attn_norm.parts_f32()?;
         let m = &self.mlp;
         feed_forward(
@@ -273,7 +279,7 @@ impl Layer {
             &m.down_proj,
             x,
             &buf.mid,
-            |_| {},
+            |_, _| {},
         )
     }
 

@@ -303,7 +303,8 @@ impl Dense {
     }
 
     /// One block of rows: `out = prologue(x) · Wᵀ + b (+ residual)`, then
-    /// `post` on each finished row while the block is in cache. For bf16
+    /// `post(r, row)` on each finished row `r` of the block while it is in
+    /// cache. For bf16
     /// weights the block goes through the prologue and is rounded once, for
     /// every layer. `x` holds rows `lda` apart, each the prologue's input
     /// (`lda` may be wider than it reads).
@@ -314,7 +315,7 @@ impl Dense {
         prologue: Prologue,
         out: &mut [f32],
         residual: Option<&[f32]>,
-        post: &(impl Fn(&mut [f32]) + Sync),
+        post: &(impl Fn(usize, &mut [f32]) + Sync),
     ) {
         let (k, ldc) = (self.k, self.width);
         let m = x.len() / lda;
@@ -378,7 +379,7 @@ impl Dense {
                 let res = residual.map(|res| &res[r * ldc..][..ldc]);
                 self.for_each_layer(row, res, add_into);
             }
-            post(row);
+            post(r, row);
         }
     }
 
@@ -428,15 +429,16 @@ fn with_prologue(x: &[f32], lda: usize, prologue: Prologue, m: usize, k: usize, 
 }
 
 /// `out[r] = x[r] · [W₁ W₂ …]ᵀ + [b₁ b₂ …] (+ residual[r])` for each row of
-/// `x`: the layers' outputs side by side in one row of `out`, then `post` on
-/// each finished row; block by block of rows, each finished while in cache.
+/// `x`: the layers' outputs side by side in one row of `out`, then
+/// `post(r, out[r])` on each finished row; block by block of rows, each
+/// finished while in cache.
 pub(crate) fn linear(
     x: &[f32],
     prologue: Prologue,
     layers: &[&Linear],
     out: &mut [f32],
     residual: Option<&[f32]>,
-    post: impl Fn(&mut [f32]) + Sync,
+    post: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Result<()> {
     let dense = Dense::new(layers)?;
     let rows = x.len() / dense.k.max(1);
@@ -451,13 +453,13 @@ pub(crate) fn linear(
         .enumerate()
         .for_each(|(i, (out, x))| {
             let res = residual.map(|r| &r[i * block * dense.width..][..out.len()]);
-            dense.block(x, dense.k, prologue, out, res, &post);
+            dense.block(x, dense.k, prologue, out, res, &|r, row| post(i * block + r, row));
         });
     Ok(())
 }
 
 /// The feed-forward block `out = down(act(up(prologue(x)))) + residual`,
-/// then `post`, block by block of rows: the wide intermediate rows never
+/// then `post(r, out[r])`, block by block of rows: the wide intermediate rows never
 /// leave the cache. `up` may be several layers side by side (SwiGLU's gate
 /// and up, which [`Prologue::SiluGate`] takes); `act` is [`Prologue::Gelu`]
 /// or [`Prologue::SiluGate`], applied in place for f32 weights and on the way
@@ -471,7 +473,7 @@ pub(crate) fn feed_forward(
     down: &Linear,
     out: &mut [f32],
     residual: &[f32],
-    post: impl Fn(&mut [f32]) + Sync,
+    post: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Result<()> {
     let (up, down) = (Dense::new(up)?, Dense::new(&[down])?);
     if down.k > up.width || x.len() / up.k.max(1) * down.width != out.len() || residual.len() != out.len() {
@@ -481,16 +483,18 @@ pub(crate) fn feed_forward(
     out.par_chunks_mut(block * down.width)
         .zip(x.par_chunks(block * up.k.max(1)))
         .zip(residual.par_chunks(block * down.width.max(1)))
-        .for_each(|((out, x), res)| {
+        .enumerate()
+        .for_each(|(i, ((out, x), res))| {
+            let post = |r, row: &mut [f32]| post(i * block + r, row);
             let mut inter = SCRATCH.with_borrow_mut(std::mem::take);
             inter.resize(x.len() / up.k * up.width, 0.0);
             if up.form == Form::F32 {
-                up.block(x, up.k, prologue, &mut inter, None, &|row: &mut [f32]| {
+                up.block(x, up.k, prologue, &mut inter, None, &|_, row: &mut [f32]| {
                     act.in_place(row)
                 });
                 down.block(&inter, up.width, Prologue::Plain, out, Some(res), &post);
             } else {
-                up.block(x, up.k, prologue, &mut inter, None, &|_: &mut [f32]| {});
+                up.block(x, up.k, prologue, &mut inter, None, &|_, _: &mut [f32]| {});
                 down.block(&inter, up.width, act, out, Some(res), &post);
             }
             SCRATCH.with_borrow_mut(|f| *f = inter);
@@ -804,29 +808,28 @@ fn attend_amx(rows: &[f32], len: usize, heads: Heads, ctx: &mut [f32]) {
 }
 
 /// Rotary position embeddings (and Qwen3's per-head RMSNorm before them) on
-/// the query and key heads of every `qkv` row, in place, each row at its
-/// token's position: the layout of [`crate::rope::apply`], rotated halves.
-pub(crate) fn rotary(
-    qkv: &mut [f32],
-    packed: &Packed,
+/// the query and key heads of a `qkv` row, in place, at its token's
+/// `position`: the layout of [`crate::rope::apply`], rotated halves. A `post`
+/// of the `qkv` [`linear`], so that each row is rotated while in cache.
+pub(crate) fn rotary_row(
+    row: &mut [f32],
+    position: u32,
     heads: Heads,
     inv_freq: &[f32],
     qk_norm: Option<(&[f32], &[f32], f32)>,
 ) {
-    let (width, d, half) = (heads.qkv_width(), heads.dim, inv_freq.len());
-    qkv.par_chunks_mut(width).zip(&packed.positions).for_each(|(row, &p)| {
-        let angles: Vec<f32> = inv_freq.iter().map(|f| p as f32 * f).collect();
-        let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
-        for (i, head) in row[..(heads.q + heads.kv) * d].chunks_mut(d).enumerate() {
-            if let Some((q_norm, k_norm, eps)) = qk_norm {
-                rms_norm(head, if i < heads.q { q_norm } else { k_norm }, eps);
-            }
-            let (a, b) = head.split_at_mut(half);
-            for (((a, b), c), s) in a.iter_mut().zip(b).zip(&cos).zip(&sin) {
-                (*a, *b) = (*a * c - *b * s, *b * c + *a * s);
-            }
+    let (d, half) = (heads.dim, inv_freq.len());
+    let angles: Vec<f32> = inv_freq.iter().map(|f| position as f32 * f).collect();
+    let (cos, sin): (Vec<f32>, Vec<f32>) = angles.iter().map(|a| (a.cos(), a.sin())).unzip();
+    for (i, head) in row[..(heads.q + heads.kv) * d].chunks_mut(d).enumerate() {
+        if let Some((q_norm, k_norm, eps)) = qk_norm {
+            rms_norm(head, if i < heads.q { q_norm } else { k_norm }, eps);
         }
-    });
+        let (a, b) = head.split_at_mut(half);
+        for (((a, b), c), s) in a.iter_mut().zip(b).zip(&cos).zip(&sin) {
+            (*a, *b) = (*a * c - *b * s, *b * c + *a * s);
+        }
+    }
 }
 
 /// RMSNorm of each row of `x` (`weight.len()` wide) into `out`.
