@@ -10,7 +10,9 @@
 //! tile in the order the kernel reads them ([`AmxWeight`] once per layer,
 //! [`AmxRows`] per block of rows, while rounding them to bf16), and blocks go
 //! column panel by column panel, so a panel of the weight (32 columns) stays
-//! in the L2 cache for every row of `A`. A depth past [`PASS_STEPS`] steps
+//! in the L2 cache for every row of `A`; meanwhile the kernel asks for the
+//! next panel there (a large layer's weight comes from the L3 cache, and the
+//! hardware prefetchers stop at each page). A depth past [`PASS_STEPS`] steps
 //! goes in passes, so that the part of `A` a pass reads stays in the L2
 //! cache too (shorter passes, to keep a panel in the L1 cache, were slower:
 //! each pass loads and stores `C` again). Products sum in f32, the order
@@ -35,6 +37,9 @@ const STEP: usize = 32;
 /// rows reads 768 KB of `A` per pass (a split f32 layer 3,072 wide is 9,216
 /// deep; in one pass its rows fell out of the L2 cache, 30 % slower).
 const PASS_STEPS: usize = 96;
+/// Lines of the next weight panel that the kernel asks for per step: a
+/// quarter of a step's 32, so that four blocks of rows (128) fetch it all.
+const PREFETCH_LINES: usize = 8;
 
 /// One 64-byte tile row.
 #[derive(Clone, Copy)]
@@ -434,17 +439,26 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
     // above) or `edge`.
     unsafe {
         asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+        let panels = n.div_ceil(BLOCK);
         for first in (0..steps).step_by(PASS_STEPS) {
             let (depth, accumulate) = (PASS_STEPS.min(steps - first), accumulate || first > 0);
-            for p in 0..n.div_ceil(BLOCK) {
+            for p in 0..panels {
                 let (col, cols) = (p * BLOCK, BLOCK.min(n - p * BLOCK));
                 let w_tiles = w.lines.as_ptr().add((p * panel_steps + first) * 32);
+                // The next panel's tiles of this pass (the last panel has none).
+                let next = if p + 1 < panels {
+                    w_tiles.add(panel_steps * 32)
+                } else {
+                    w_tiles
+                };
                 for r0 in (0..m).step_by(BLOCK) {
                     let rows = BLOCK.min(m - r0);
                     let a_tiles = a.lines.as_ptr().add((r0 / BLOCK * steps + first) * 32);
+                    // Four blocks of rows ask for a quarter of them each.
+                    let ahead = next.add(r0 / BLOCK % 4 * depth * PREFETCH_LINES);
                     if rows == BLOCK && cols == BLOCK {
                         let c = c.as_mut_ptr().add(r0 * ldc + col);
-                        block(a_tiles, w_tiles, c, ldc, depth, accumulate);
+                        block(a_tiles, w_tiles, c, ldc, depth, accumulate, ahead);
                     } else {
                         for r in 0..rows {
                             let start = &c[(r0 + r) * ldc + col..][..cols];
@@ -455,7 +469,7 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
                                 edge.fill(0.0)
                             }
                         }
-                        block(a_tiles, w_tiles, edge.as_mut_ptr(), BLOCK, depth, true);
+                        block(a_tiles, w_tiles, edge.as_mut_ptr(), BLOCK, depth, true, ahead);
                         for r in 0..rows {
                             c[(r0 + r) * ldc + col..][..cols].copy_from_slice(&edge[r * BLOCK..][..cols]);
                         }
@@ -469,14 +483,24 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
 
 /// One 32 × 32 block: `C += A · Wᵀ` (`C = …` unless `accumulate`) over
 /// `steps` steps of the depth, with `A`'s and `W`'s tiles for those steps in
-/// order from `a` and `w`.
+/// order from `a` and `w`; meanwhile asks for [`PREFETCH_LINES`] lines a
+/// step from `ahead` in the L2 cache (`prefetcht1`).
 ///
 /// # Safety
 /// The tile configuration is loaded; `a` and `w` hold `steps` pairs of tiles
-/// each; `c` 32 rows `ldc` apart of 32 values.
+/// each; `c` 32 rows `ldc` apart of 32 values. (`ahead` is only prefetched,
+/// which cannot fault.)
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
-unsafe fn block(a: *const Line, w: *const Line, c: *mut f32, ldc: usize, steps: usize, accumulate: bool) {
+unsafe fn block(
+    a: *const Line,
+    w: *const Line,
+    c: *mut f32,
+    ldc: usize,
+    steps: usize,
+    accumulate: bool,
+    ahead: *const Line,
+) {
     // SAFETY: as the caller guarantees; tmm0–3 hold C, tmm4–5 A, tmm6–7 W.
     unsafe {
         if accumulate {
@@ -503,14 +527,23 @@ unsafe fn block(a: *const Line, w: *const Line, c: *mut f32, ldc: usize, steps: 
             "2:",
             "tileloadd tmm4, [{a} + {s64}*1]",
             "tileloadd tmm6, [{w} + {s64}*1]",
+            "prefetcht1 [{ahead}]",
+            "prefetcht1 [{ahead} + 64]",
             "tdpbf16ps tmm0, tmm4, tmm6",
             "tileloadd tmm7, [{w} + {s64}*1 + 1024]",
+            "prefetcht1 [{ahead} + 128]",
+            "prefetcht1 [{ahead} + 192]",
             "tdpbf16ps tmm1, tmm4, tmm7",
             "tileloadd tmm5, [{a} + {s64}*1 + 1024]",
+            "prefetcht1 [{ahead} + 256]",
+            "prefetcht1 [{ahead} + 320]",
             "tdpbf16ps tmm2, tmm5, tmm6",
+            "prefetcht1 [{ahead} + 384]",
+            "prefetcht1 [{ahead} + 448]",
             "tdpbf16ps tmm3, tmm5, tmm7",
             "add {a}, 2048",
             "add {w}, 2048",
+            "add {ahead}, 512",
             "dec {steps}",
             "jnz 2b",
             "tilestored [{c} + {ldc}*1], tmm0",
@@ -522,6 +555,7 @@ unsafe fn block(a: *const Line, w: *const Line, c: *mut f32, ldc: usize, steps: 
             ldc = in(reg) ldc * 4,
             a = inout(reg) a => _,
             w = inout(reg) w => _,
+            ahead = inout(reg) ahead => _,
             s64 = in(reg) 64usize,
             steps = inout(reg) steps => _,
             options(nostack),
