@@ -304,10 +304,9 @@ impl Dense {
 
     /// One block of rows: `out = prologue(x) · Wᵀ + b (+ residual)`, then
     /// `post(r, row)` on each finished row `r` of the block while it is in
-    /// cache. For bf16
-    /// weights the block goes through the prologue and is rounded once, for
-    /// every layer. `x` holds rows `lda` apart, each the prologue's input
-    /// (`lda` may be wider than it reads).
+    /// cache. For bf16 weights the block goes through the prologue and is
+    /// rounded once, for every layer. `x` holds rows `lda` apart, each the
+    /// prologue's input (`lda` may be wider than it reads).
     fn block(
         &self,
         x: &[f32],
@@ -459,11 +458,11 @@ pub(crate) fn linear(
 }
 
 /// The feed-forward block `out = down(act(up(prologue(x)))) + residual`,
-/// then `post(r, out[r])`, block by block of rows: the wide intermediate rows never
-/// leave the cache. `up` may be several layers side by side (SwiGLU's gate
-/// and up, which [`Prologue::SiluGate`] takes); `act` is [`Prologue::Gelu`]
-/// or [`Prologue::SiluGate`], applied in place for f32 weights and on the way
-/// into `down`'s tiles for bf16 ones.
+/// then `post(r, out[r])`, block by block of rows: the wide intermediate
+/// rows never leave the cache. `up` may be several layers side by side
+/// (SwiGLU's gate and up, which [`Prologue::SiluGate`] takes); `act` is
+/// [`Prologue::Gelu`] or [`Prologue::SiluGate`], applied in place for f32
+/// weights and on the way into `down`'s tiles for bf16 ones.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn feed_forward(
     x: &[f32],
