@@ -30,7 +30,7 @@
 use std::arch::asm;
 
 /// Rows and columns of a block of `C` (two tiles each way).
-const BLOCK: usize = 32;
+pub(crate) const BLOCK: usize = 32;
 /// Depth of one step: 32 bf16 values, one 64-byte tile row.
 const STEP: usize = 32;
 /// Steps of the depth per pass over `C`: 3,072 values, so a block of 128

@@ -299,7 +299,14 @@ impl Dense {
         }
         let threads = rayon::current_num_threads().max(1);
         let blocks = threads * rows.div_ceil(threads * BF16_BLOCK_ROWS).max(1);
-        rows.div_ceil(blocks).max(1)
+        let block = rows.div_ceil(blocks).max(1);
+        // Whole blocks of the AMX kernel's rows: a partial one goes through a
+        // scratch block (its rows copied in and out) and computes 32 rows anyway.
+        if self.amx {
+            block.next_multiple_of(crate::amx::BLOCK)
+        } else {
+            block
+        }
     }
 
     /// One block of rows: `out = prologue(x) · Wᵀ + b (+ residual)`, then
