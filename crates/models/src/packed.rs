@@ -292,7 +292,8 @@ impl Dense {
 
     /// Rows per block for a matrix of `rows` rows: [`BLOCK_ROWS`] for MKL's
     /// SGEMM; for bf16 products at most [`BF16_BLOCK_ROWS`], in a number of
-    /// blocks that the threads share evenly.
+    /// blocks that the threads share evenly (on AMX rounded up to whole
+    /// blocks of its kernel, so the last block may be shorter).
     fn block_rows(&self, rows: usize) -> usize {
         if self.sgemm() {
             return BLOCK_ROWS;
