@@ -7,7 +7,7 @@
 #
 #   scripts/bench-decoder.sh                 # f32 on both sides (needs the venv of scripts/README.md)
 #   DTYPE=bf16 scripts/bench-decoder.sh      # bfloat16 on both sides
-#   MATMUL_PRECISION=high scripts/bench-decoder.sh  # ours with --matmul-precision high (f32)
+#   MATMUL_PRECISION=highest scripts/bench-decoder.sh  # ours at IEEE f32 products (default high)
 #   PASSAGES=32 BATCH=8 ROUNDS=5 scripts/bench-decoder.sh
 #
 # The checkpoint (2.4 GB in f32) is written under target/bench-decoder and reused.

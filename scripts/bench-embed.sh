@@ -8,7 +8,7 @@
 #   scripts/bench-embed.sh            # needs the venv of scripts/README.md
 #   PYTHON=/path/to/python scripts/bench-embed.sh
 #   DTYPE=bf16 scripts/bench-embed.sh # both sides in bfloat16
-#   MATMUL_PRECISION=high scripts/bench-embed.sh  # ours with --matmul-precision high (f32)
+#   MATMUL_PRECISION=highest scripts/bench-embed.sh  # ours at IEEE f32 products (default high)
 #   ROUNDS=5 scripts/bench-embed.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +36,7 @@ runs = [json.loads(a) for a in sys.argv[1:]]
 ours = statistics.median(r["texts_per_s"] for r in runs if r["engine"] == "reasonembed")
 theirs = statistics.median(r["texts_per_s"] for r in runs if r["engine"] != "reasonembed")
 engine = next(r["engine"] for r in runs if r["engine"] != "reasonembed")
-precision = runs[0].get("matmul_precision", "highest")
+precision = runs[0]["matmul_precision"]
 print(f"ratio reasonembed / {engine} ({runs[0]['dtype']}, matmul precision {precision}, medians of {len(runs) // 2}): "
       f"{ours / theirs:.2f}x ({ours:.1f} vs {theirs:.1f} texts/s)")
 PY

@@ -55,11 +55,11 @@ pub struct ModelArgs {
     #[arg(long, value_enum)]
     pub dtype: Option<DTypeArg>,
 
-    /// How f32 weights are multiplied on the CPU: highest (IEEE f32 products), or high (on CPUs
-    /// with AMX, each value split into two bf16 values, three bf16 products per product: about
-    /// twice as fast, vectors measured within 1e-9 of a cosine of 1 to highest's; elsewhere as
-    /// highest).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::Highest)]
+    /// How f32 weights are multiplied on the CPU: high (on CPUs with AMX, each value split into
+    /// two bf16 values, three bf16 products per product: about twice as fast, vectors measured
+    /// within 1e-9 of a cosine of 1 to highest's; elsewhere as highest), or highest (IEEE f32
+    /// products, as PyTorch by default). The two never share a cache or an index.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::High)]
     pub matmul_precision: PrecisionArg,
 }
 
