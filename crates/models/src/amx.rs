@@ -150,20 +150,22 @@ impl AmxWeight {
     }
 
     /// `W` (`n × k`, f32 rows) for f32 accuracy from bf16 products: each
-    /// row as `[hi | lo | hi]` ([`split_bf16`]), a weight `3k` deep, to meet
-    /// rows packed by [`AmxRows::pack_split`] (`[hi | hi | lo]`), so that
-    /// one product sums `hi·hi + hi·lo + lo·hi`: all of `a·w` but `lo·lo`
-    /// and the rounding of each `lo`, about 2⁻¹⁷ of it.
+    /// row as `[hi | lo | hi]` ([`split_bf16`]), each part padded to whole
+    /// steps ([`split_depth`]), to meet rows packed by
+    /// [`AmxRows::pack_split`] (`[hi | hi | lo]`), so that one product sums
+    /// `hi·hi + hi·lo + lo·hi`: all of `a·w` but `lo·lo` and the rounding of
+    /// each `lo`, about 2⁻¹⁷ of it.
     pub fn from_f32_split(x: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(x.len(), n * k, "AmxWeight: the weight is not n × k");
-        let mut bits = vec![0u16; n * 3 * k];
-        for (row, out) in x.chunks(k.max(1)).zip(bits.chunks_mut(3 * k.max(1))) {
-            let (hi, rest) = out.split_at_mut(k);
-            let (lo, hi_again) = rest.split_at_mut(k);
-            split_row(row, hi, lo);
+        let (part, depth) = (k.next_multiple_of(STEP), split_depth(k));
+        let mut bits = vec![0u16; n * depth];
+        for (row, out) in x.chunks(k.max(1)).zip(bits.chunks_mut(depth.max(1))) {
+            let (hi, rest) = out.split_at_mut(part);
+            let (lo, hi_again) = rest.split_at_mut(part);
+            split_row(row, &mut hi[..k], &mut lo[..k]);
             hi_again.copy_from_slice(hi);
         }
-        Self::from_bf16(&bits, n, 3 * k)
+        Self::from_bf16(&bits, n, depth)
     }
 
     fn zeroed(n: usize, k: usize) -> Self {
@@ -310,16 +312,30 @@ impl AmxRows {
     }
 
     /// Packs `m` rows of `k` f32 values, `lda` apart in `x`, each as
-    /// `[hi | hi | lo]` ([`split_bf16`]): rows `3k` deep for a weight from
+    /// `[hi | hi | lo]` ([`split_bf16`]), each part padded to whole steps:
+    /// rows [`split_depth`] deep for a weight from
     /// [`AmxWeight::from_f32_split`].
     pub fn pack_split(&mut self, x: &[f32], m: usize, k: usize, lda: usize) {
-        let mut lo = vec![0u16; k];
-        self.pack_bits(m, 3 * k, |r, bits| {
-            let (hi, rest) = bits.split_at_mut(k);
-            split_row(&x[r * lda..][..k], hi, &mut lo);
-            rest[..k].copy_from_slice(hi);
-            rest[k..].copy_from_slice(&lo);
-        });
+        self.reset(m, split_depth(k));
+        for r0 in (0..m).step_by(BLOCK) {
+            split_into_lines(&mut self.lines, &x[r0 * lda..], lda, k, r0, BLOCK.min(m - r0));
+        }
+    }
+
+    /// [`AmxRows::pack_split`] of `m` rows of `k` values that `row(r,
+    /// values)` writes into `values` (`k` long): for a producer such as a
+    /// prologue, whose f32 output then stays in the L2 cache, a block of
+    /// rows at a time.
+    pub fn pack_split_with(&mut self, m: usize, k: usize, mut row: impl FnMut(usize, &mut [f32])) {
+        self.reset(m, split_depth(k));
+        let mut values = vec![0f32; BLOCK * k];
+        for r0 in (0..m).step_by(BLOCK) {
+            let rows = BLOCK.min(m - r0);
+            for (i, out) in values.chunks_mut(k.max(1)).take(rows).enumerate() {
+                row(r0 + i, out);
+            }
+            split_into_lines(&mut self.lines, &values, k, k, r0, rows);
+        }
     }
 
     /// Tiles for `m` rows of `k` values. The packers write every line of a
@@ -328,7 +344,13 @@ impl AmxRows {
     /// tiles of a block are megabytes, and each write a trip to memory).
     fn reset(&mut self, m: usize, k: usize) {
         let (chunks, steps) = (m.div_ceil(BLOCK), k.div_ceil(STEP));
-        self.lines.resize(chunks * steps * 2 * 16, Line([0; 32]));
+        // Grown, never shrunk: the lines past this block's are never read,
+        // and a shrunk buffer has the next, deeper block zero megabytes of
+        // lines that its packer then overwrites.
+        let len = chunks * steps * 2 * 16;
+        if self.lines.len() < len {
+            self.lines.resize(len, Line([0; 32]));
+        }
         for r in m..chunks * BLOCK {
             for step in 0..steps {
                 self.lines[line_of(r, step, steps)] = Line([0; 32]);
@@ -353,6 +375,38 @@ fn line_of(r: usize, step: usize, steps: usize) -> usize {
 pub(crate) fn split_bf16(v: f32) -> (u16, u16) {
     let hi = bf16_bits(v);
     (hi, bf16_bits(v - f32::from_bits(u32::from(hi) << 16)))
+}
+
+/// The depth of a split product of depth `k` ([`AmxRows::pack_split`]):
+/// three parts, each padded to whole steps so that every part starts a step.
+pub(crate) fn split_depth(k: usize) -> usize {
+    3 * k.next_multiple_of(STEP)
+}
+
+/// Rows `r0..r0 + rows` (at most a block's, within one block; `k` values
+/// each, `lda` apart in `x`) split ([`split_bf16`]) straight into their
+/// lines of `A`'s tiles as `[hi | hi | lo]`. Step by step, so that each
+/// part's lines are written in the order they lie in memory (rows written
+/// one by one touched lines 2 KB apart and waited on each write's fetch);
+/// each step's 32 values are split once, in registers, and written three
+/// times.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn split_into_lines(lines: &mut [Line], x: &[f32], lda: usize, k: usize, r0: usize, rows: usize) {
+    let part = k.div_ceil(STEP);
+    for step in 0..part {
+        let depth = step * STEP;
+        let len = STEP.min(k - depth);
+        for i in 0..rows {
+            let (mut hi, mut lo) = ([0u16; STEP], [0u16; STEP]);
+            for ((h, l), &v) in hi.iter_mut().zip(&mut lo).zip(&x[i * lda + depth..][..len]) {
+                (*h, *l) = split_bf16(v);
+            }
+            let r = r0 + i;
+            lines[line_of(r, step, 3 * part)].0 = hi;
+            lines[line_of(r, part + step, 3 * part)].0 = hi;
+            lines[line_of(r, 2 * part + step, 3 * part)].0 = lo;
+        }
+    }
 }
 
 /// [`split_bf16`] on each value of `row`, into `hi` and `lo`.
@@ -643,19 +697,26 @@ mod tests {
     /// Split rows and weights give all of `a·w` where the split is exact
     /// (`a = hi + lo`, and `w` of 8 significant bits so its `lo·lo` term is
     /// 0): errors only from summing in f32, on shapes off the blocks, steps
-    /// and passes. A product left out or misplaced would err by 2⁻⁹ of it.
+    /// and passes, with rows from `x` and from a producer, and tiles reused
+    /// from a deeper block. A product left out or misplaced would err by 2⁻⁹
+    /// of it.
     #[test]
     fn split_products_are_exact_where_the_split_is() {
         if !available() {
             return;
         }
         let mut rows = AmxRows::default();
-        // The last shape's split depth (3,300) takes two passes.
-        for (m, n, k) in [(1, 1, 1), (37, 45, 70), (33, 96, 128), (5, 40, 300), (40, 33, 1100)] {
+        // The middle shape's split depth (3,360) takes two passes.
+        let shapes = [(1, 1, 1), (37, 45, 70), (33, 96, 128), (5, 40, 300), (40, 33, 1100)];
+        for (pass, &(m, n, k)) in shapes.iter().chain(shapes.iter().rev()).enumerate() {
             // A bf16 value plus one below its last bit: 16 significant bits.
             let a: Vec<f32> = (0..m * k).map(|i| value(i) + value(i * 11 + 3) / 256.0).collect();
             let w: Vec<f32> = (0..n * k).map(|i| value(i * 3 + 1)).collect();
-            rows.pack_split(&a, m, k, k);
+            if pass < shapes.len() {
+                rows.pack_split(&a, m, k, k);
+            } else {
+                rows.pack_split_with(m, k, |r, values| values.copy_from_slice(&a[r * k..][..k]));
+            }
             let weight = AmxWeight::from_f32_split(&w, n, k);
             let mut c = vec![f32::NAN; m * n];
             gemm(&rows, &weight, &mut c, n, n, false);

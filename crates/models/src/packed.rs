@@ -352,7 +352,8 @@ impl Dense {
             // or split into two bf16 values for f32 weights.
             AMX_ROWS.with_borrow_mut(|rows| {
                 match (self.form, prologue) {
-                    (Form::F32, _) => with_prologue(x, lda, prologue, m, k, |a, lda| rows.pack_split(a, m, k, lda)),
+                    (Form::F32, Prologue::Plain) => rows.pack_split(x, m, k, lda),
+                    (Form::F32, _) => rows.pack_split_with(m, k, |r, values| prologue.to_f32(&x[r * lda..], values)),
                     (Form::Bf16, Prologue::Plain) => rows.pack(x, m, k, lda),
                     (Form::Bf16, _) => rows.pack_bits(m, k, |r, bits| prologue.to_bf16(&x[r * lda..][..lda], bits)),
                 }
