@@ -29,6 +29,8 @@
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 use std::arch::asm;
 
+use rayon::prelude::*;
+
 /// Rows and columns of a block of `C` (two tiles each way).
 pub(crate) const BLOCK: usize = 32;
 /// Depth of one step: 32 bf16 values, one 64-byte tile row.
@@ -155,23 +157,59 @@ impl AmxWeight {
     /// [`AmxRows::pack_split`] (`[hi | hi | lo]`), so that one product sums
     /// `hi·hi + hi·lo + lo·hi`: all of `a·w` but `lo·lo` and the rounding of
     /// each `lo`, about 2⁻¹⁷ of it.
+    /// Panel by panel on rayon's threads, straight from `x`: a layer's
+    /// split weight is gigabytes for a 0.6B model, packed on first use.
     pub fn from_f32_split(x: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(x.len(), n * k, "AmxWeight: the weight is not n × k");
-        let (part, depth) = (k.next_multiple_of(STEP), split_depth(k));
-        let mut bits = vec![0u16; n * depth];
-        for (row, out) in x.chunks(k.max(1)).zip(bits.chunks_mut(depth.max(1))) {
-            let (hi, rest) = out.split_at_mut(part);
-            let (lo, hi_again) = rest.split_at_mut(part);
-            split_row(row, &mut hi[..k], &mut lo[..k]);
-            hi_again.copy_from_slice(hi);
+        let mut w = Self::zeroed(n, split_depth(k));
+        if k > 0 {
+            let panel = split_depth(k) / STEP * 2 * 16;
+            w.lines
+                .par_chunks_mut(panel)
+                .zip(x.par_chunks(BLOCK * k))
+                .for_each(|(lines, x)| pack_split_panel(lines, x, x.len() / k, k));
         }
-        Self::from_bf16(&bits, n, depth)
+        w
     }
 
+    /// Zeroed tiles, from zeroed pages (no pass of its own writes them: their
+    /// first writes, in the packers, fault them in).
     fn zeroed(n: usize, k: usize) -> Self {
-        let lines = vec![Line([0; 32]); n.div_ceil(BLOCK) * k.div_ceil(STEP) * 2 * 16];
+        let len = n.div_ceil(BLOCK) * k.div_ceil(STEP) * 2 * 16;
+        let layout = std::alloc::Layout::array::<Line>(len).expect("AmxWeight: tiles too large");
+        let lines = if len == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: the layout is `len` lines, not empty; a line of zeros
+            // is a valid `Line`; the vector owns the allocation, made with
+            // the global allocator and this very layout.
+            unsafe {
+                let ptr = std::alloc::alloc_zeroed(layout).cast::<Line>();
+                if ptr.is_null() {
+                    std::alloc::handle_alloc_error(layout);
+                }
+                Vec::from_raw_parts(ptr, len, len)
+            }
+        };
         Self { lines, n, k }
     }
+}
+
+/// One panel (`n` ≤ 32 rows of `k` values in `x`) of
+/// [`AmxWeight::from_f32_split`] into its zeroed tiles: each row as
+/// `[hi | lo | hi]`, each part padded to whole steps.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
+fn pack_split_panel(lines: &mut [Line], x: &[f32], n: usize, k: usize) {
+    let part = k.next_multiple_of(STEP);
+    pack_weight_rows(lines, n, split_depth(k), |col, depth, bits| {
+        // A step lies in one part: the values of `depth % part` onwards.
+        let (which, at) = (depth / part, depth % part);
+        let values = &x[col * k..][at.min(k)..(at + bits.len()).min(k)];
+        for (b, &v) in bits.iter_mut().zip(values) {
+            let (hi, lo) = split_bf16(v);
+            *b = if which == 1 { lo } else { hi };
+        }
+    });
 }
 
 /// [`AmxWeight::from_f32_rows`] into zeroed tiles.
@@ -406,14 +444,6 @@ fn split_into_lines(lines: &mut [Line], x: &[f32], lda: usize, k: usize, r0: usi
             lines[line_of(r, part + step, 3 * part)].0 = hi;
             lines[line_of(r, 2 * part + step, 3 * part)].0 = lo;
         }
-    }
-}
-
-/// [`split_bf16`] on each value of `row`, into `hi` and `lo`.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-fn split_row(row: &[f32], hi: &mut [u16], lo: &mut [u16]) {
-    for ((&v, h), l) in row.iter().zip(hi).zip(lo) {
-        (*h, *l) = split_bf16(v);
     }
 }
 
