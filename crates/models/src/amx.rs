@@ -156,18 +156,18 @@ impl AmxWeight {
     /// steps ([`split_depth`]), to meet rows packed by
     /// [`AmxRows::pack_split`] (`[hi | hi | lo]`), so that one product sums
     /// `hi·hi + hi·lo + lo·hi`: all of `a·w` but `lo·lo` and the rounding of
-    /// each `lo`, about 2⁻¹⁷ of it.
-    /// Panel by panel on rayon's threads, straight from `x`: a layer's
-    /// split weight is gigabytes for a 0.6B model, packed on first use.
+    /// each `lo`, about 2⁻¹⁷ of it. Panel by panel on rayon's threads,
+    /// straight from `x` (a 0.6B model's split weights are gigabytes,
+    /// packed on first use).
     pub fn from_f32_split(x: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(x.len(), n * k, "AmxWeight: the weight is not n × k");
         let mut w = Self::zeroed(n, split_depth(k));
         if k > 0 {
-            let panel = split_depth(k) / STEP * 2 * 16;
+            let panel_lines = split_depth(k) / STEP * 2 * 16;
             w.lines
-                .par_chunks_mut(panel)
+                .par_chunks_mut(panel_lines)
                 .zip(x.par_chunks(BLOCK * k))
-                .for_each(|(lines, x)| pack_split_panel(lines, x, x.len() / k, k));
+                .for_each(|(lines, rows)| pack_split_panel(lines, rows, rows.len() / k, k));
         }
         w
     }
