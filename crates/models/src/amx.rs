@@ -144,10 +144,11 @@ impl AmxWeight {
     }
 
     /// `W = Xᵀ` (`n × k`) from f32 rows `ld` apart in `x` (`W[j][i] =
-    /// x[i·ld + j]`), rounded to bf16: attention's values.
-    pub fn from_f32_columns(x: &[f32], n: usize, k: usize, ld: usize) -> Self {
+    /// x[i·ld + j]`), rounded to bf16: attention's values. With `rest`, what
+    /// that rounding leaves, rounded (the `lo` of [`split_bf16`]).
+    pub fn from_f32_columns(x: &[f32], n: usize, k: usize, ld: usize, rest: bool) -> Self {
         let mut w = Self::zeroed(n, k);
-        pack_f32_columns(&mut w.lines, x, n, k, ld);
+        pack_f32_columns(&mut w.lines, x, n, k, ld, rest);
         w
     }
 
@@ -167,8 +168,16 @@ impl AmxWeight {
             w.lines
                 .par_chunks_mut(panel_lines)
                 .zip(x.par_chunks(BLOCK * k))
-                .for_each(|(lines, rows)| pack_split_panel(lines, rows, rows.len() / k, k));
+                .for_each(|(lines, rows)| pack_split_rows(lines, rows, rows.len() / k, k, k));
         }
+        w
+    }
+
+    /// [`AmxWeight::from_f32_split`] of rows `ld` apart in `x`, on this
+    /// thread: attention's keys.
+    pub fn from_f32_split_rows(x: &[f32], n: usize, k: usize, ld: usize) -> Self {
+        let mut w = Self::zeroed(n, split_depth(k));
+        pack_split_rows(&mut w.lines, x, n, k, ld);
         w
     }
 
@@ -195,16 +204,16 @@ impl AmxWeight {
     }
 }
 
-/// One panel (`n` ≤ 32 rows of `k` values in `x`) of
-/// [`AmxWeight::from_f32_split`] into its zeroed tiles: each row as
+/// `n` rows of `k` values, `ld` apart in `x`, into zeroed tiles as
+/// [`AmxWeight::from_f32_split`] lays them out: each row as
 /// `[hi | lo | hi]`, each part padded to whole steps.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-fn pack_split_panel(lines: &mut [Line], x: &[f32], n: usize, k: usize) {
+fn pack_split_rows(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
     let part = k.next_multiple_of(STEP);
     pack_weight_rows(lines, n, split_depth(k), |col, depth, bits| {
         // A step lies in one part: the values of `depth % part` onwards.
         let (which, at) = (depth / part, depth % part);
-        let values = &x[col * k..][at.min(k)..(at + bits.len()).min(k)];
+        let values = &x[col * ld..][at.min(k)..(at + bits.len()).min(k)];
         for (b, &v) in bits.iter_mut().zip(values) {
             let (hi, lo) = split_bf16(v);
             *b = if which == 1 { lo } else { hi };
@@ -259,7 +268,8 @@ fn pack_weight_rows(lines: &mut [Line], n: usize, k: usize, row: impl Fn(usize, 
 /// [`AmxWeight::from_f32_columns`] into zeroed tiles: two rows of `X` (two
 /// steps of depth) interleaved into one line per 16 columns.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
-fn pack_f32_columns(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
+fn pack_f32_columns(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize, rest: bool) {
+    let round = |v: f32| if rest { split_bf16(v).1 } else { bf16_bits(v) };
     let steps = k.div_ceil(STEP);
     for depth in (0..k).step_by(2) {
         for ahead in [depth + PREFETCH_ROWS, depth + PREFETCH_ROWS + 1] {
@@ -271,13 +281,11 @@ fn pack_f32_columns(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize
         for cols in 0..n.div_ceil(16) {
             let (at, len) = (cols * 16, 16.min(n - cols * 16));
             let (mut a, mut b) = ([0u16; 16], [0u16; 16]);
-            a.iter_mut()
-                .zip(&first[at..at + len])
-                .for_each(|(d, &v)| *d = bf16_bits(v));
+            a.iter_mut().zip(&first[at..at + len]).for_each(|(d, &v)| *d = round(v));
             if let Some(second) = second {
                 b.iter_mut()
                     .zip(&second[at..at + len])
-                    .for_each(|(d, &v)| *d = bf16_bits(v));
+                    .for_each(|(d, &v)| *d = round(v));
             }
             let line = &mut lines[((cols / 2 * steps + step) * 2 + cols % 2) * 16 + r].0;
             for (slot, (a, b)) in line.chunks_exact_mut(2).zip(a.iter().zip(&b)) {
@@ -656,6 +664,12 @@ mod tests {
         ((i * 7919 + 13) % 256) as f32 / 128.0 - 1.0
     }
 
+    /// A bf16 value plus one below its last bit: 16 significant bits, so
+    /// that a split's `lo` is not 0.
+    fn value16(i: usize) -> f32 {
+        value(i) + value(i * 11 + 3) / 256.0
+    }
+
     /// `C = start + A · Wᵀ` computed plainly, over `depth` values of each.
     fn reference(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, depth: usize, start: &[f32]) -> Vec<f32> {
         let mut c = start.to_vec();
@@ -739,8 +753,7 @@ mod tests {
         // The middle shape's split depth (3,360) takes two passes.
         let shapes = [(1, 1, 1), (37, 45, 70), (33, 96, 128), (5, 40, 300), (40, 33, 1100)];
         for (pass, &(m, n, k)) in shapes.iter().chain(shapes.iter().rev()).enumerate() {
-            // A bf16 value plus one below its last bit: 16 significant bits.
-            let a: Vec<f32> = (0..m * k).map(|i| value(i) + value(i * 11 + 3) / 256.0).collect();
+            let a: Vec<f32> = (0..m * k).map(value16).collect();
             let w: Vec<f32> = (0..n * k).map(|i| value(i * 3 + 1)).collect();
             if pass < shapes.len() {
                 rows.pack_split(&a, m, k, k);
@@ -790,16 +803,33 @@ mod tests {
         assert!(worst < 2f64.powi(-16), "worst error {worst:e} of the products' sizes");
     }
 
+    fn same_tiles(a: &AmxWeight, b: &AmxWeight) -> bool {
+        a.lines.len() == b.lines.len() && a.lines.iter().zip(&b.lines).all(|(a, b)| a.0 == b.0)
+    }
+
     #[test]
     fn weights_from_columns_are_the_transposed_rows() {
         let (n, k) = (37, 70);
-        let x: Vec<f32> = (0..k * n).map(value).collect();
+        let x: Vec<f32> = (0..k * n).map(value16).collect();
         let transposed: Vec<f32> = (0..n * k).map(|i| x[(i % k) * n + i / k]).collect();
-        let columns = AmxWeight::from_f32_columns(&x, n, k, n);
         let rows = AmxWeight::from_f32_rows(&transposed, n, k, k);
-        assert!(columns.lines.iter().zip(&rows.lines).all(|(a, b)| a.0 == b.0));
-        let bits: Vec<u16> = transposed.iter().map(|&v| bf16_bits(v)).collect();
-        let from_bits = AmxWeight::from_bf16(&bits, n, k);
-        assert!(from_bits.lines.iter().zip(&rows.lines).all(|(a, b)| a.0 == b.0));
+        for rest in [false, true] {
+            let columns = AmxWeight::from_f32_columns(&x, n, k, n, rest);
+            let part = |v: f32| if rest { split_bf16(v).1 } else { split_bf16(v).0 };
+            let bits: Vec<u16> = transposed.iter().map(|&v| part(v)).collect();
+            let from_bits = AmxWeight::from_bf16(&bits, n, k);
+            assert!(same_tiles(&columns, &from_bits), "rest {rest}");
+            assert_eq!(same_tiles(&rows, &from_bits), !rest);
+        }
+    }
+
+    /// Attention's keys, rows apart in `qkv`, split as a layer's weight is.
+    #[test]
+    fn split_weights_from_rows_apart_are_the_split_weights() {
+        let (n, k, ld) = (45, 70, 100);
+        let x: Vec<f32> = (0..n * ld).map(value16).collect();
+        let dense: Vec<f32> = x.chunks(ld).flat_map(|row| &row[..k]).copied().collect();
+        let apart = AmxWeight::from_f32_split_rows(&x, n, k, ld);
+        assert!(same_tiles(&apart, &AmxWeight::from_f32_split(&dense, n, k)));
     }
 }

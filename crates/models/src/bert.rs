@@ -175,7 +175,7 @@ impl Layer {
     /// One layer on packed rows, in place: `x` ← the layer's output.
     #[cfg(feature = "mkl")]
     fn forward_packed(&self, x: &mut [f32], packed: &crate::packed::Packed, buf: &mut LayerBuffers) -> Result<()> {
-        use crate::packed::{Heads, Prologue, attention, feed_forward, layer_norm, linear};
+        use crate::packed::{Heads, Products, Prologue, attention, feed_forward, layer_norm, linear};
         let h = x.len() / packed.tokens().max(1);
         // Q, K and V side by side in one row per token.
         let qkv = [&self.query, &self.key, &self.value];
@@ -186,8 +186,7 @@ impl Layer {
             dim: h / self.heads,
             causal: false,
         };
-        let bf16 = self.query.parts().0.dtype() == candle_core::DType::BF16;
-        attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
+        attention(&buf.qkv, packed, heads, Products::of(&self.query), &mut buf.ctx);
         let (w, b, eps) = self.attn_norm.parts_f32()?;
         let norm = |_, row: &mut [f32]| layer_norm(row, &w, &b, eps);
         linear(

@@ -231,7 +231,7 @@ impl Layer {
         decoder: &Decoder,
         buf: &mut crate::packed::DecoderBuffers,
     ) -> Result<()> {
-        use crate::packed::{Heads, Prologue, attention, feed_forward, linear, rotary_row};
+        use crate::packed::{Heads, Products, Prologue, attention, feed_forward, linear, rotary_row};
         let a = &self.attn;
         let heads = Heads {
             q: a.num_heads,
@@ -259,8 +259,7 @@ impl Layer {
             |row, qkv| rotary_row(qkv, packed.positions[row], heads, &decoder.inv_freq, qk_norm),
         )?;
         buf.ctx.resize(t * heads.q * heads.dim, 0.0);
-        let bf16 = a.q_proj.parts().0.dtype() == candle_core::DType::BF16;
-        attention(&buf.qkv, packed, heads, bf16, &mut buf.ctx);
+        attention(&buf.qkv, packed, heads, Products::of(&a.q_proj), &mut buf.ctx);
         linear(
             &buf.ctx,
             Prologue::Plain,
