@@ -16,7 +16,7 @@
 //! ([`crate::amx`]) where the CPU has AMX, else on MKL (AVX512-BF16 where the
 //! CPU has it); norms, softmax and GELU are computed in f32. f32 weights run
 //! on MKL's SGEMM, or at [`MatmulPrecision::High`] on AMX as pairs of bf16
-//! values (attention stays on SGEMM).
+//! values (attention too, on heads of [`SPLIT_ATTENTION_DIM`] or more).
 //!
 //! Inference only, on frozen weights: nothing here records a gradient, and
 //! each layer keeps its weight packed for its GEMM after the first batch.
