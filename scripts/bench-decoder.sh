@@ -60,6 +60,8 @@ ours_runs = [r for r in runs if r.get("engine") == "reasonembed"]
 ours = statistics.median(r["tokens_per_s"] for r in ours_runs)
 theirs = statistics.median(r["embed"]["tokens_per_s"] for r in runs if r.get("engine") != "reasonembed")
 first = ours_runs[0]
-print(f"ratio reasonembed / transformers ({first['dtype']}, matmul precision {first['matmul_precision']}, Qwen3-0.6B shape, "
+# The matmul precision applies to f32 weights only.
+precision = f", matmul precision {first['matmul_precision']}" if first["dtype"] == "f32" else ""
+print(f"ratio reasonembed / transformers ({first['dtype']}{precision}, Qwen3-0.6B shape, "
       f"medians of {len(ours_runs)}): {ours / theirs:.2f}x ({ours:.0f} vs {theirs:.0f} tokens/s)")
 PY

@@ -36,7 +36,8 @@ runs = [json.loads(a) for a in sys.argv[1:]]
 ours = statistics.median(r["texts_per_s"] for r in runs if r["engine"] == "reasonembed")
 theirs = statistics.median(r["texts_per_s"] for r in runs if r["engine"] != "reasonembed")
 engine = next(r["engine"] for r in runs if r["engine"] != "reasonembed")
-precision = runs[0]["matmul_precision"]
-print(f"ratio reasonembed / {engine} ({runs[0]['dtype']}, matmul precision {precision}, medians of {len(runs) // 2}): "
+# The matmul precision applies to f32 weights only.
+precision = f", matmul precision {runs[0]['matmul_precision']}" if runs[0]["dtype"] == "f32" else ""
+print(f"ratio reasonembed / {engine} ({runs[0]['dtype']}{precision}, medians of {len(runs) // 2}): "
       f"{ours / theirs:.2f}x ({ours:.1f} vs {theirs:.1f} texts/s)")
 PY
