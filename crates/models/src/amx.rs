@@ -20,7 +20,8 @@
 //!
 //! f32 layers at [`crate::MatmulPrecision::High`] run here too, each value
 //! split into two bf16 ones and the depth tripled
-//! ([`AmxWeight::from_f32_split`], [`AmxRows::pack_split`]).
+//! ([`AmxWeight::from_f32_split`], [`AmxRows::pack_split`]; the rows store
+//! `[hi | lo]`, and the kernel reads their `hi` twice).
 //!
 //! x86_64 Linux only (elsewhere [`available`] is false): a process must ask
 //! the kernel for the tile state before its first AMX instruction
@@ -153,10 +154,10 @@ impl AmxWeight {
     }
 
     /// `W` (`n × k`, f32 rows) for f32 accuracy from bf16 products: each
-    /// row as `[hi | lo | hi]` ([`split_bf16`]), each part padded to whole
+    /// row as `[hi | hi | lo]` ([`split_bf16`]), each part padded to whole
     /// steps ([`split_depth`]), to meet rows packed by
-    /// [`AmxRows::pack_split`] (`[hi | hi | lo]`), so that one product sums
-    /// `hi·hi + hi·lo + lo·hi`: all of `a·w` but `lo·lo` and the rounding of
+    /// [`AmxRows::pack_split`] (`[hi | lo | hi]`), so that one product sums
+    /// `hi·hi + lo·hi + hi·lo`: all of `a·w` but `lo·lo` and the rounding of
     /// each `lo`, about 2⁻¹⁷ of it. Panel by panel on rayon's threads,
     /// straight from `x` (a 0.6B model's split weights are gigabytes,
     /// packed on first use).
@@ -206,7 +207,7 @@ impl AmxWeight {
 
 /// `n` rows of `k` values, `ld` apart in `x`, into zeroed tiles as
 /// [`AmxWeight::from_f32_split`] lays them out: each row as
-/// `[hi | lo | hi]`, each part padded to whole steps.
+/// `[hi | hi | lo]`, each part padded to whole steps.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 fn pack_split_rows(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize) {
     let part = k.next_multiple_of(STEP);
@@ -216,7 +217,7 @@ fn pack_split_rows(lines: &mut [Line], x: &[f32], n: usize, k: usize, ld: usize)
         let values = &x[col * ld..][at.min(k)..(at + bits.len()).min(k)];
         for (b, &v) in bits.iter_mut().zip(values) {
             let (hi, lo) = split_bf16(v);
-            *b = if which == 1 { lo } else { hi };
+            *b = if which == 2 { lo } else { hi };
         }
     });
 }
@@ -322,7 +323,11 @@ const CONFIG: TileConfig = TileConfig {
 pub(crate) struct AmxRows {
     lines: Vec<Line>,
     m: usize,
+    /// The depth stored per row.
     k: usize,
+    /// Split rows ([`AmxRows::pack_split`]): `[hi | lo]` stored, read as
+    /// `[hi | lo | hi]`.
+    split: bool,
 }
 
 impl AmxRows {
@@ -358,11 +363,11 @@ impl AmxRows {
     }
 
     /// Packs `m` rows of `k` f32 values, `lda` apart in `x`, each as
-    /// `[hi | hi | lo]` ([`split_bf16`]), each part padded to whole steps:
-    /// rows [`split_depth`] deep for a weight from
-    /// [`AmxWeight::from_f32_split`].
+    /// `[hi | lo]` ([`split_bf16`]), each part padded to whole steps; the
+    /// kernel reads them as `[hi | lo | hi]`, rows [`split_depth`] deep for
+    /// a weight from [`AmxWeight::from_f32_split`], so `hi` is stored once.
     pub fn pack_split(&mut self, x: &[f32], m: usize, k: usize, lda: usize) {
-        self.reset(m, split_depth(k));
+        self.reset_split(m, k);
         for r0 in (0..m).step_by(BLOCK) {
             split_into_lines(&mut self.lines, &x[r0 * lda..], lda, k, r0, BLOCK.min(m - r0));
         }
@@ -373,7 +378,7 @@ impl AmxRows {
     /// prologue, whose f32 output then stays in the L2 cache, a block of
     /// rows at a time.
     pub fn pack_split_with(&mut self, m: usize, k: usize, mut row: impl FnMut(usize, &mut [f32])) {
-        self.reset(m, split_depth(k));
+        self.reset_split(m, k);
         let mut values = vec![0f32; BLOCK * k];
         for r0 in (0..m).step_by(BLOCK) {
             let rows = BLOCK.min(m - r0);
@@ -402,7 +407,21 @@ impl AmxRows {
                 self.lines[line_of(r, step, steps)] = Line([0; 32]);
             }
         }
-        (self.m, self.k) = (m, k);
+        (self.m, self.k, self.split) = (m, k, false);
+    }
+
+    /// [`AmxRows::reset`] for split rows of `k` values: `[hi | lo]`.
+    fn reset_split(&mut self, m: usize, k: usize) {
+        self.reset(m, split_depth(k) / 3 * 2);
+        self.split = true;
+    }
+
+    /// Steps the kernel reads per row, and after how many it reads the
+    /// stored steps again from the start (split rows: `[hi | lo]`, then
+    /// `hi` again).
+    fn steps(&self) -> (usize, usize) {
+        let stored = self.k.div_ceil(STEP);
+        (if self.split { stored / 2 * 3 } else { stored }, stored)
     }
 }
 
@@ -431,11 +450,9 @@ pub(crate) fn split_depth(k: usize) -> usize {
 
 /// Rows `r0..r0 + rows` (at most a block's, within one block; `k` values
 /// each, `lda` apart in `x`) split ([`split_bf16`]) straight into their
-/// lines of `A`'s tiles as `[hi | hi | lo]`. Step by step, so that each
-/// part's lines are written in the order they lie in memory (rows written
-/// one by one touched lines 2 KB apart and waited on each write's fetch);
-/// each step's 32 values are split once, in registers, and written three
-/// times.
+/// lines of `A`'s tiles as `[hi | lo]`. Step by step, so that each part's
+/// lines are written in the order they lie in memory (rows written one by
+/// one touched lines 2 KB apart and waited on each write's fetch).
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+fma", "x86_64+avx2+fma"))]
 fn split_into_lines(lines: &mut [Line], x: &[f32], lda: usize, k: usize, r0: usize, rows: usize) {
     let part = k.div_ceil(STEP);
@@ -448,9 +465,8 @@ fn split_into_lines(lines: &mut [Line], x: &[f32], lda: usize, k: usize, r0: usi
                 (*h, *l) = split_bf16(v);
             }
             let r = r0 + i;
-            lines[line_of(r, step, 3 * part)].0 = hi;
-            lines[line_of(r, part + step, 3 * part)].0 = hi;
-            lines[line_of(r, 2 * part + step, 3 * part)].0 = lo;
+            lines[line_of(r, step, 2 * part)].0 = hi;
+            lines[line_of(r, part + step, 2 * part)].0 = lo;
         }
     }
 }
@@ -504,7 +520,10 @@ pub(crate) fn bf16_bits(v: f32) -> u16 {
 pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usize, accumulate: bool) {
     assert!(available(), "amx::gemm: AMX is not available");
     let m = a.m;
-    assert!(a.k <= w.k, "amx::gemm: A is deeper than W");
+    // Steps read per row of `A`, and stored (split rows read `hi` twice).
+    let (steps, stored) = a.steps();
+    let a_depth = if a.split { steps * STEP } else { a.k };
+    assert!(a_depth <= w.k, "amx::gemm: A is deeper than W");
     assert!(
         n <= w.n.next_multiple_of(BLOCK),
         "amx::gemm: W has fewer than {n} columns"
@@ -513,7 +532,7 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
         ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n),
         "amx::gemm: C is too short"
     );
-    let (steps, panel_steps) = (a.k.div_ceil(STEP), w.k.div_ceil(STEP));
+    let panel_steps = w.k.div_ceil(STEP);
     if m == 0 || n == 0 || steps == 0 {
         if !accumulate {
             c.chunks_mut(ldc).take(m).for_each(|row| row[..n].fill(0.0));
@@ -545,12 +564,18 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
                 };
                 for r0 in (0..m).step_by(BLOCK) {
                     let rows = BLOCK.min(m - r0);
-                    let a_tiles = a.lines.as_ptr().add((r0 / BLOCK * steps + first) * 32);
+                    // Split rows read their stored steps again after them.
+                    let a_start = a.lines.as_ptr().add(r0 / BLOCK * stored * 32);
+                    let (a_tiles, rewind) = if first < stored {
+                        (a_start.add(first * 32), stored - first)
+                    } else {
+                        (a_start.add((first - stored) * 32), usize::MAX)
+                    };
                     // Four blocks of rows ask for a quarter of them each.
                     let ahead = next.add(r0 / BLOCK % 4 * depth * PREFETCH_LINES);
                     if rows == BLOCK && cols == BLOCK {
                         let c = c.as_mut_ptr().add(r0 * ldc + col);
-                        block(a_tiles, w_tiles, c, ldc, depth, accumulate, ahead);
+                        block((a_tiles, a_start, rewind), w_tiles, c, ldc, depth, accumulate, ahead);
                     } else {
                         for r in 0..rows {
                             let start = &c[(r0 + r) * ldc + col..][..cols];
@@ -561,7 +586,15 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
                                 edge.fill(0.0)
                             }
                         }
-                        block(a_tiles, w_tiles, edge.as_mut_ptr(), BLOCK, depth, true, ahead);
+                        block(
+                            (a_tiles, a_start, rewind),
+                            w_tiles,
+                            edge.as_mut_ptr(),
+                            BLOCK,
+                            depth,
+                            true,
+                            ahead,
+                        );
                         for r in 0..rows {
                             c[(r0 + r) * ldc + col..][..cols].copy_from_slice(&edge[r * BLOCK..][..cols]);
                         }
@@ -574,18 +607,20 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
 }
 
 /// One 32 × 32 block: `C += A · Wᵀ` (`C = …` unless `accumulate`) over
-/// `steps` steps of the depth, with `A`'s and `W`'s tiles for those steps in
-/// order from `a` and `w`; meanwhile asks for [`PREFETCH_LINES`] lines a
-/// step from `ahead` in the L2 cache (`prefetcht1`).
+/// `steps` steps of the depth, with `W`'s tiles for those steps in order
+/// from `w`, and `A`'s from `a = (at, start, rewind)`: from `at`, and after
+/// `rewind` steps from `start` again; meanwhile asks for [`PREFETCH_LINES`]
+/// lines a step from `ahead` in the L2 cache (`prefetcht1`).
 ///
 /// # Safety
-/// The tile configuration is loaded; `a` and `w` hold `steps` pairs of tiles
-/// each; `c` 32 rows `ldc` apart of 32 values. (`ahead` is only prefetched,
-/// which cannot fault.)
+/// The tile configuration is loaded; `w` holds `steps` pairs of tiles, and
+/// `at` and `start` the pairs of tiles of `A` read from them; `c` 32 rows
+/// `ldc` apart of 32 values. (`ahead` is only prefetched, which cannot
+/// fault.)
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline(always)]
 unsafe fn block(
-    a: *const Line,
+    (a, a_start, rewind): (*const Line, *const Line, usize),
     w: *const Line,
     c: *mut f32,
     ldc: usize,
@@ -636,6 +671,10 @@ unsafe fn block(
             "add {a}, 2048",
             "add {w}, 2048",
             "add {ahead}, 512",
+            "dec {rewind}",
+            "jnz 3f",
+            "mov {a}, {a_start}",
+            "3:",
             "dec {steps}",
             "jnz 2b",
             "tilestored [{c} + {ldc}*1], tmm0",
@@ -646,6 +685,8 @@ unsafe fn block(
             cl = in(reg) c.add(16 * ldc),
             ldc = in(reg) ldc * 4,
             a = inout(reg) a => _,
+            a_start = in(reg) a_start,
+            rewind = inout(reg) rewind => _,
             w = inout(reg) w => _,
             ahead = inout(reg) ahead => _,
             s64 = in(reg) 64usize,
@@ -742,8 +783,8 @@ mod tests {
     /// (`a = hi + lo`, and `w` of 8 significant bits so its `lo·lo` term is
     /// 0): errors only from summing in f32, on shapes off the blocks, steps
     /// and passes, with rows from `x` and from a producer, and tiles reused
-    /// from a deeper block. A product left out or misplaced would err by 2⁻⁹
-    /// of it.
+    /// from a deeper block (and then by plain rows). A product left out or
+    /// misplaced would err by 2⁻⁹ of it.
     #[test]
     fn split_products_are_exact_where_the_split_is() {
         if !available() {
@@ -773,6 +814,14 @@ mod tests {
                 assert!(error <= 1e-6 * size, "{m}×{n}×{k}, {i}: {got} vs {exact}");
             }
         }
+        // Plain rows packed where split ones were are read plainly.
+        let (m, n, k) = (37, 45, 70);
+        let a: Vec<f32> = (0..m * k).map(value).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| value(i * 3 + 1)).collect();
+        rows.pack(&a, m, k, k);
+        let mut c = vec![f32::NAN; m * n];
+        gemm(&rows, &AmxWeight::from_f32_rows(&w, n, k, k), &mut c, n, n, false);
+        assert_eq!(c, reference(&a, &w, m, n, k, k, &vec![0.0; m * n]));
     }
 
     /// On values of 24 significant bits the split products err by about

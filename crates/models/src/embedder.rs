@@ -66,9 +66,9 @@ pub enum MatmulPrecision {
     Highest,
     /// On CPUs with AMX: each f32 value as the sum of two bf16 values
     /// (`hi + lo`), each product as three bf16 products summed in f32
-    /// (`hi·hi + hi·lo + lo·hi`) on AMX tiles, so about 16 of 24 significant
+    /// (`hi·hi + lo·hi + hi·lo`) on AMX tiles, so about 16 of 24 significant
     /// bits per product (PyTorch's "high" on GPUs). About twice SGEMM's rate;
-    /// vectors measured within 1.4·10⁻¹⁰ of a cosine of 1 to `Highest`'s
+    /// vectors measured within 1.5·10⁻¹⁰ of a cosine of 1 to `Highest`'s
     /// (MiniLM, the Qwen3-0.6B shape). Elsewhere the same as `Highest`.
     #[default]
     High,
