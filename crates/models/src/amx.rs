@@ -546,8 +546,9 @@ pub(crate) fn gemm(a: &AmxRows, w: &AmxWeight, c: &mut [f32], ldc: usize, n: usi
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     // SAFETY: `available` holds; the configuration is a valid palette-1
     // one; the tiles read lie inside `a` and `w` (both padded to whole
-    // blocks and steps), and the blocks written lie inside `c` (checked
-    // above) or `edge`.
+    // blocks and steps; split rows read their first half again after their
+    // stored steps, never past them), and the blocks written lie inside `c`
+    // (checked above) or `edge`.
     unsafe {
         asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
         let panels = n.div_ceil(BLOCK);
