@@ -412,7 +412,7 @@ impl AmxRows {
 
     /// [`AmxRows::reset`] for split rows of `k` values: `[hi | lo]`.
     fn reset_split(&mut self, m: usize, k: usize) {
-        self.reset(m, split_depth(k) / 3 * 2);
+        self.reset(m, 2 * k.next_multiple_of(STEP));
         self.split = true;
     }
 

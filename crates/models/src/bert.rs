@@ -186,7 +186,7 @@ impl Layer {
             dim: h / self.heads,
             causal: false,
         };
-        attention(&buf.qkv, packed, heads, Products::of(&self.query), &mut buf.ctx);
+        attention(&buf.qkv, packed, heads, Products::of(&self.query)?, &mut buf.ctx);
         let (w, b, eps) = self.attn_norm.parts_f32()?;
         let norm = |_, row: &mut [f32]| layer_norm(row, &w, &b, eps);
         linear(

@@ -259,7 +259,7 @@ impl Layer {
             |row, qkv| rotary_row(qkv, packed.positions[row], heads, &decoder.inv_freq, qk_norm),
         )?;
         buf.ctx.resize(t * heads.q * heads.dim, 0.0);
-        attention(&buf.qkv, packed, heads, Products::of(&a.q_proj), &mut buf.ctx);
+        attention(&buf.qkv, packed, heads, Products::of(&a.q_proj)?, &mut buf.ctx);
         linear(
             &buf.ctx,
             Prologue::Plain,

@@ -685,7 +685,7 @@ const BF16_ATTENTION_FROM: usize = 128;
 /// (64, unmeasured, stays on SGEMM).
 const SPLIT_ATTENTION_DIM: usize = 128;
 
-/// How attention multiplies, as the layer whose outputs it reads (`q_proj`,
+/// How attention multiplies: as the layer whose outputs it reads (`q_proj`,
 /// or BERT's `query`) does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Products {
@@ -699,13 +699,15 @@ pub(crate) enum Products {
 }
 
 impl Products {
-    /// As `layer` multiplies on the packed path.
-    pub fn of(layer: &Linear) -> Self {
-        match layer.parts().0.dtype() {
-            DType::BF16 => Self::Bf16,
-            _ if layer.matmul_precision() == MatmulPrecision::High && crate::amx::available() => Self::Split,
-            _ => Self::F32,
-        }
+    /// As `layer`'s weight is packed to multiply (so attention never
+    /// decides apart from the layers).
+    pub fn of(layer: &Linear) -> Result<Self> {
+        let weight = packed_weight(layer)?;
+        Ok(match (weight.form, &weight.kernel) {
+            (Form::Bf16, _) => Self::Bf16,
+            (Form::F32, WeightKernel::Amx(_)) => Self::Split,
+            (Form::F32, WeightKernel::Mkl(_)) => Self::F32,
+        })
     }
 }
 
